@@ -1,0 +1,1 @@
+"""Parta: the application (settings, dispatcher factory, middlewares, outbox)."""

@@ -1,0 +1,134 @@
+"""Who is acting and what they may do: the one place rights are decided.
+
+Built once per update by the middleware from a single SELECT; handlers ask it
+before they act, for commands and for buttons alike (a client can send any
+callback data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from storage.models import (
+    FAMILY_ROLES,
+    VERIFIED_ROLES,
+    Group,
+    GroupKind,
+    JoinRequest,
+    Membership,
+    MemberState,
+    Organisation,
+    OrgKind,
+    Person,
+    Role,
+)
+
+
+@dataclass
+class Actor:
+    person: Person
+    org: Organisation | None
+    is_config_admin: bool
+    locale: str
+    memberships: list[Membership] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls, person: Person, fallback_org: Organisation | None, admin_ids: frozenset[int], locale: str
+    ) -> Actor:
+        live = [
+            m for m in person.memberships
+            if m.state != MemberState.REMOVED and m.group.archived_at is None
+        ]
+        # The organisation is the one the person belongs to; config admins with
+        # no membership act in the first organisation.
+        org = live[0].group.organisation if live else fallback_org
+        if org is not None:
+            live = [m for m in live if m.org_id == org.id]
+        return cls(
+            person=person,
+            org=org,
+            is_config_admin=person.telegram_id in admin_ids,
+            locale=locale,
+            memberships=live,
+        )
+
+    # -- roles -------------------------------------------------------------
+
+    def active(self) -> list[Membership]:
+        return [m for m in self.memberships if m.state == MemberState.ACTIVE]
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        roles = {Role(m.role) for m in self.active()}
+        if self.is_admin:
+            roles.add(Role.ADMIN)
+        return frozenset(roles)
+
+    @property
+    def is_admin(self) -> bool:
+        if self.org is None:
+            return False
+        return self.is_config_admin or any(m.role == Role.ADMIN for m in self.active())
+
+    @property
+    def is_head(self) -> bool:
+        return any(m.role == Role.HEAD for m in self.active())
+
+    @property
+    def is_member(self) -> bool:
+        return bool(self.memberships) or self.is_admin
+
+    @property
+    def awaiting_verification(self) -> bool:
+        """Joined as teacher or specialist and no admin has confirmed it yet."""
+        return any(
+            m.state == MemberState.UNVERIFIED and m.role in VERIFIED_ROLES for m in self.memberships
+        ) and not self.teaching_group_ids()
+
+    def teaching_group_ids(self) -> set[int]:
+        """Groups where the person is a verified teacher or specialist."""
+        return {m.group_id for m in self.active() if m.role in VERIFIED_ROLES}
+
+    def membership_in(self, group_id: int, role: str) -> Membership | None:
+        for m in self.memberships:
+            if m.group_id == group_id and m.role == role:
+                return m
+        return None
+
+    # -- rights --------------------------------------------------------------
+
+    def invitable_roles(self, group: Group) -> list[Role]:
+        """The roles this person may invite into the group (empty: none)."""
+        if self.org is None or group.org_id != self.org.id or group.archived_at is not None:
+            return []
+        if group.kind == GroupKind.STAFF:
+            staff = [Role.ADMIN, Role.HEAD, Role.TEACHER, Role.SPECIALIST]
+            return staff if self.is_admin else []
+        family = [Role.PARENT] if self.org.kind == OrgKind.KINDERGARTEN else [Role.PARENT, Role.STUDENT]
+        if self.is_admin:
+            return [*family, Role.TEACHER, Role.SPECIALIST]
+        if group.id in self.teaching_group_ids():
+            return family
+        return []
+
+    def can_invite(self, group: Group, role: str) -> bool:
+        return role in self.invitable_roles(group)
+
+    def can_manage_invitation(self, group_id: int, created_by_id: int) -> bool:
+        return self.is_admin or (
+            group_id in self.teaching_group_ids() and created_by_id == self.person.id
+        )
+
+    def can_decide(self, request: JoinRequest) -> bool:
+        if self.org is None or request.org_id != self.org.id:
+            return False
+        if self.is_admin:
+            return True
+        return request.role in FAMILY_ROLES and request.group_id in self.teaching_group_ids()
+
+    def requestable_roles(self) -> list[Role]:
+        if self.org is None:
+            return []
+        family = [Role.PARENT] if self.org.kind == OrgKind.KINDERGARTEN else [Role.PARENT, Role.STUDENT]
+        return [*family, Role.TEACHER, Role.SPECIALIST]

@@ -1,0 +1,219 @@
+"""Building the bot and its dispatcher, and running them.
+
+`create_dispatcher` is what tests use too: the same middlewares, routers and
+dependencies as the real process, with whatever Bot session the test wants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.middlewares.base import BaseRequestMiddleware
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.methods import DeleteWebhook, SetWebhook
+from aiogram.utils.i18n import I18n
+from aiogram.fsm.storage.memory import SimpleEventIsolation
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+import handlers
+from bot.fsm import DatabaseStorage, create_storage
+from bot.i18n import create_i18n
+from bot.menus import default_menus
+from bot.middlewares import ActorMiddleware, DialogState, Isolation, LocaleMiddleware, UnitOfWork
+from bot.outbox import Outbox, RedisPacer
+from bot.posts import progress_hook
+from bot.scheduler import Scheduler
+from bot.settings import LOCALES, Settings
+from bot.throttle import WrongCodeThrottle
+from storage.db import create_engine, create_session_maker
+
+log = logging.getLogger("parta")
+
+
+class RetryOnceAfter(BaseRequestMiddleware):
+    """A handler's own answer that meets a short 429 waits and tries once more,
+    so a person pressing buttons quickly still gets their answer. (The outbox
+    has a Bot of its own without this: it pauses all sending instead.)"""
+
+    def __init__(self, longest: float = 5.0) -> None:
+        self.longest = longest
+
+    async def __call__(self, make_request, bot, method):  # type: ignore[no-untyped-def]
+        try:
+            return await make_request(bot, method)
+        except TelegramRetryAfter as e:
+            if e.retry_after > self.longest:
+                raise
+            await asyncio.sleep(e.retry_after)
+            return await make_request(bot, method)
+
+
+def create_bot(settings: Settings, session: AiohttpSession | None = None, *, interactive: bool = False) -> Bot:
+    if session is None:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    if interactive:
+        session.middleware(RetryOnceAfter())
+    return Bot(
+        token=settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_dispatcher(
+    settings: Settings,
+    session_maker: async_sessionmaker,
+    *,
+    outbox: Outbox | None,
+    bot_username: str,
+    storage: BaseStorage | None = None,
+    isolation: BaseEventIsolation | None = None,
+    throttle: WrongCodeThrottle | None = None,
+    scheduler: Scheduler | None = None,
+    i18n: I18n | None = None,
+    once: bool = False,
+) -> Dispatcher:
+    i18n = i18n or create_i18n(settings.default_locale)
+    dp = Dispatcher(
+        storage=storage or DatabaseStorage(session_maker),
+        # One update at a time per person: a double press cannot race itself.
+        events_isolation=isolation or SimpleEventIsolation(),
+        # aiogram's FSM middleware is replaced by Isolation + DialogState around our unit of work.
+        disable_fsm=True,
+        settings=settings,
+        bot_username=bot_username,
+        throttle=throttle or WrongCodeThrottle(),
+        outbox=outbox,
+    )
+    dp.update.outer_middleware(Isolation(dp.fsm))
+    dp.update.outer_middleware(UnitOfWork(session_maker, outbox, scheduler, once=once))
+    dp.update.outer_middleware(DialogState(dp.fsm))
+    dp.update.outer_middleware(ActorMiddleware(settings.admin_ids, settings.default_locale))
+    dp.update.outer_middleware(LocaleMiddleware(i18n))
+    dp.include_router(handlers.create_router())
+    dp["i18n"] = i18n
+    return dp
+
+
+async def _optional(bot: Bot, what: str, call: object) -> None:
+    """A start-up call the bot can live without: logged, never fatal."""
+    try:
+        await bot(call)  # type: ignore[arg-type]
+    except Exception as e:
+        log.warning("start-up call %s failed, going on without it: %s", what, e)
+
+
+def worker_name(settings: Settings) -> str:
+    return settings.worker_name or f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def run(settings: Settings) -> None:
+    """One process: polling by default, or a webhook worker when WEBHOOK_URL is set."""
+    engine: AsyncEngine = create_engine(settings.database_url)
+    session_maker = create_session_maker(engine)
+    bot = create_bot(settings, interactive=True)  # answers people directly
+    sender = create_bot(settings)  # the outbox's: on 429 it pauses everything itself
+    name = worker_name(settings)
+    storage, isolation = create_storage(session_maker, settings.redis_url)
+    pacer = RedisPacer(settings.redis_url, settings.send_rate) if settings.redis_url else None
+    try:
+        me = await bot.get_me()
+        i18n = create_i18n(settings.default_locale)
+        outbox = Outbox(session_maker, sender, rate=settings.send_rate, worker=name, pacer=pacer,
+                        lease=timedelta(seconds=settings.sending_lease_seconds),
+                        shared=settings.redis_url is not None)
+        outbox.on_progress = progress_hook(session_maker, i18n, settings.default_locale, outbox.wake)
+        scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake,
+                              grace=timedelta(hours=settings.grace_hours), worker=name,
+                              lease=timedelta(seconds=settings.scheduler_lease_seconds))
+        dp = create_dispatcher(settings, session_maker, outbox=outbox, bot_username=me.username or "",
+                               scheduler=scheduler, i18n=i18n, storage=storage, isolation=isolation,
+                               once=settings.webhook_url is not None)
+        with dp["i18n"].context():
+            menus = default_menus(LOCALES, settings.default_locale)
+        for method in menus:
+            await _optional(bot, "setMyCommands", method)
+        await outbox.start()
+        await scheduler.start()
+        log.info("Parta is running as @%s (%s, worker %s)", me.username,
+                 "webhook" if settings.webhook_url else "polling", name)
+        try:
+            if settings.webhook_url:
+                await serve_webhook(settings, dp, bot)
+            else:
+                await _optional(bot, "deleteWebhook", DeleteWebhook(drop_pending_updates=False))
+                await dp.start_polling(
+                    bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
+                    close_bot_session=False,
+                )
+        finally:
+            await scheduler.stop()
+            await outbox.stop()
+    finally:
+        await storage.close()
+        if pacer is not None:
+            await pacer.close()
+        await bot.session.close()
+        await sender.session.close()
+        await engine.dispose()
+
+
+def webhook_app(settings: Settings, dp: Dispatcher, bot: Bot):  # type: ignore[no-untyped-def]
+    """The worker's aiohttp application: Telegram's POSTs at the webhook path
+    (a wrong secret token gets 401), and GET /healthz for the proxy."""
+    from aiohttp import web
+    from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    app = web.Application()
+    SimpleRequestHandler(dispatcher=dp, bot=bot, secret_token=secret, handle_in_background=False).register(
+        app, path=urlsplit(settings.webhook_url or "").path or "/"
+    )
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def serve_webhook(settings: Settings, dp: Dispatcher, bot: Bot) -> None:
+    """An aiohttp server for Telegram's POSTs, behind the reverse proxy, until SIGINT/SIGTERM.
+
+    Each update is answered only after it was handled (and committed), so a
+    worker that dies mid-update leaves Telegram to deliver it again; the update
+    id recorded in the same transaction keeps it from applying twice."""
+    from aiohttp import web
+
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    path = urlsplit(settings.webhook_url or "").path or "/"
+    app = webhook_app(settings, dp, bot)
+    await _optional(bot, "setWebhook", SetWebhook(
+        url=settings.webhook_url or "", secret_token=secret, allowed_updates=dp.resolve_used_update_types(),
+        drop_pending_updates=False,
+    ))
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.webhook_host, settings.webhook_port)
+    await site.start()
+    log.info("webhook worker listening on %s:%s%s", settings.webhook_host, settings.webhook_port, path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

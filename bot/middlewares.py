@@ -1,0 +1,148 @@
+"""The path of an update: unit of work → the acting person → their locale."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update, User
+from aiogram.fsm.middleware import FSMContextMiddleware
+from aiogram.utils.i18n import I18n, I18nMiddleware
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.actor import Actor
+from bot.fsm import AfterCommit, after_commit, update_session
+from bot.outbox import Outbox
+from bot.scheduler import Scheduler
+from storage.models import utcnow
+from storage.repo import Repo
+
+log = logging.getLogger("parta.updates")
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class Isolation(BaseMiddleware):
+    """One update at a time per person and chat, taken before the transaction
+    begins (aiogram's events isolation, which its FSM middleware would take
+    later: we read the dialog state inside our unit of work instead)."""
+
+    def __init__(self, fsm: FSMContextMiddleware) -> None:
+        self.fsm = fsm
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        context = self.fsm.resolve_event_context(data["bot"], data)
+        if context is None:
+            return await handler(event, data)
+        async with self.fsm.events_isolation.lock(key=context.key):
+            return await handler(event, data)
+
+
+class DialogState(BaseMiddleware):
+    """aiogram's FSM context and current state, read through the update's own
+    session (bot.fsm): no second connection or transaction per update."""
+
+    def __init__(self, fsm: FSMContextMiddleware) -> None:
+        self.fsm = fsm
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        data["fsm_storage"] = self.fsm.storage
+        context = self.fsm.resolve_event_context(data["bot"], data)
+        if context is not None:
+            data["state"] = context
+            data["raw_state"] = await context.get_state()
+        return await handler(event, data)
+
+
+class UnitOfWork(BaseMiddleware):
+    """One transaction per update: it commits or rolls back as a whole.
+
+    The outbox is woken only after the commit, so nothing is sent for an update
+    that did not happen.
+    """
+
+    def __init__(
+        self,
+        session_maker: async_sessionmaker,
+        outbox: Outbox | None,
+        scheduler: Scheduler | None = None,
+        *,
+        once: bool = False,
+    ) -> None:
+        self.session_maker = session_maker
+        self.outbox = outbox
+        self.scheduler = scheduler
+        # Webhooks: Telegram delivers an update again when it got no answer; the
+        # update's id, written in the same transaction, makes the second one a no-op.
+        self.once = once
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        commit = AfterCommit()
+        token = after_commit.set(commit)
+        try:
+            result = await self._in_transaction(handler, event, data)
+        finally:
+            after_commit.reset(token)
+        await commit.run()  # committed: what waited for it (dialog state in Redis)
+        return result
+
+    async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        async with self.session_maker() as session:
+            async with session.begin():
+                repo = data["repo"] = Repo(session)
+                token = update_session.set(session)
+                try:
+                    if self.once and isinstance(event, Update) and not await repo.first_time(event.update_id):
+                        log.info("update %s was already handled; skipped", event.update_id)
+                        return None
+                    result = await handler(event, data)
+                finally:
+                    update_session.reset(token)
+        if repo.enqueued and self.outbox is not None:
+            self.outbox.wake()
+        if repo.planned and self.scheduler is not None:
+            self.scheduler.wake()
+        return result
+
+
+class ActorMiddleware(BaseMiddleware):
+    """Loads (or creates) the person behind the update with one SELECT."""
+
+    def __init__(self, admin_ids: frozenset[int], default_locale: str) -> None:
+        self.admin_ids = admin_ids
+        self.default_locale = default_locale
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None or user.is_bot:
+            return await handler(event, data)
+        repo: Repo = data["repo"]
+        person = await repo.person_with_memberships(user.id)
+        if person is None:
+            person = await repo.add_person(user.id, user.full_name)
+            data["new_person"] = True
+        elif person.telegram_name != user.full_name[:256]:
+            person.telegram_name = user.full_name[:256]
+        # "Active over 7 / 30 days" needs a day's resolution: one write a day, not one an update.
+        today = utcnow().date()
+        if person.last_seen_at is None or person.last_seen_at.date() != today:
+            person.last_seen_at = utcnow()
+        fallback = None if person.memberships else await repo.first_organisation()
+        data["actor"] = Actor.build(
+            person, fallback, self.admin_ids, person.locale or self.default_locale
+        )
+        return await handler(event, data)
+
+
+class LocaleMiddleware(I18nMiddleware):
+    """The person's chosen language, else the deployment's default (ru)."""
+
+    def __init__(self, i18n: I18n) -> None:
+        super().__init__(i18n)
+
+    async def get_locale(self, event: TelegramObject, data: dict[str, Any]) -> str:
+        actor: Actor | None = data.get("actor")
+        locale = actor.locale if actor is not None else self.i18n.default_locale
+        data["locale"] = locale
+        return locale

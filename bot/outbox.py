@@ -1,0 +1,668 @@
+"""The outbox: the one place that sends to other people.
+
+A handler answers its own user directly. Everything else — a join-request
+card to every admin, the answer to a requester, an edit of every copy of a
+card, another person's command menu — is a `Delivery` row written in the
+update's own transaction, so it exists exactly when the update committed. The
+sender drains the rows after the commit.
+
+States never lie: a row is `sent` only after Telegram said so; a row found
+`sending` at start-up (a crash mid-call) is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import Bot
+from aiolimiter import AsyncLimiter
+from aiogram.client.default import Default
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.methods import (
+    BanChatMember,
+    DeleteMessage,
+    DeleteMyCommands,
+    EditMessageCaption,
+    EditMessageReplyMarkup,
+    EditMessageText,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    SendVideo,
+    SetMyCommands,
+    TelegramMethod,
+    UnbanChatMember,
+)
+from aiogram.types import Message
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from storage.models import Delivery, DeliveryStatus, utcnow
+from storage.repo import Repo
+
+log = logging.getLogger(__name__)
+
+METHODS: dict[str, type[TelegramMethod[Any]]] = {
+    m.__api_method__: m
+    for m in (
+        SendMessage, SendPhoto, SendDocument, SendVideo, EditMessageText, EditMessageCaption,
+        EditMessageReplyMarkup, DeleteMessage, SetMyCommands, DeleteMyCommands, BanChatMember, UnbanChatMember,
+    )
+}
+MAX_ATTEMPTS = 5
+# Calls about a chat that are not messages in it: no per-chat pacing.
+LOST = "lost"  # an outcome that is not one: the row went to another worker
+UNPACED = frozenset({"setMyCommands", "deleteMyCommands", "deleteMessage", "banChatMember", "unbanChatMember"})
+
+
+def dump_method(method: TelegramMethod[Any]) -> str:
+    # Default(...) sentinels (parse_mode and the like) are left out so the bot's
+    # defaults apply when the row is sent.
+    skip = {name for name, value in method if isinstance(value, Default)}
+    return method.model_dump_json(exclude_none=True, exclude=skip)
+
+
+def enqueue(
+    repo: Repo,
+    chat_id: int,
+    method: TelegramMethod[Any],
+    *,
+    org_id: int | None,
+    topic: str | None = None,
+    ref_id: int | None = None,
+    edit_of: Delivery | int | None = None,
+    post_id: int | None = None,
+    person_id: int | None = None,
+    fallback: TelegramMethod[Any] | None = None,
+) -> Delivery:
+    """Adds one call to the outbox in the caller's transaction."""
+    return repo.add_delivery(
+        Delivery(
+            org_id=org_id,
+            chat_id=chat_id,
+            method=method.__api_method__,
+            payload=dump_method(method),
+            topic=topic,
+            ref_id=ref_id,
+            post_id=post_id,
+            person_id=person_id,
+            edit_of_id=edit_of.id if isinstance(edit_of, Delivery) else edit_of,
+            fallback_method=fallback.__api_method__ if fallback is not None else None,
+            fallback_payload=dump_method(fallback) if fallback is not None else None,
+            status=DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=utcnow(),
+        )
+    )
+
+
+async def settle_cards(
+    repo: Repo,
+    topic: str,
+    ref_id: int,
+    text_for: dict[int, str] | str,
+    *,
+    skip_message: tuple[int, int] | None = None,
+) -> None:
+    """Every copy of a card about (topic, ref_id) shows the outcome and loses its buttons.
+
+    Copies not yet sent are cancelled (nobody needs to be asked any more); sent
+    ones are edited. `text_for` maps a chat id to the text in its reader's
+    language (or is one text for all). The copy the decider pressed is edited
+    by the handler itself and skipped here.
+    """
+    await repo.flush()
+    cards = [c for c in await repo.deliveries_about(topic, ref_id) if c.method == "sendMessage"]
+    await repo.cancel_pending_deliveries(topic, ref_id)
+    for card in cards:
+        if card.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
+            continue
+        if skip_message is not None and (card.chat_id, card.message_id) == skip_message:
+            continue
+        text = text_for if isinstance(text_for, str) else text_for.get(card.chat_id)
+        if text is None:
+            continue
+        # chat_id and message_id are filled in from the card when the edit is sent.
+        edit = EditMessageText(text=text, chat_id=card.chat_id, message_id=card.message_id or 0)
+        enqueue(repo, card.chat_id, edit, org_id=card.org_id, topic=f"{topic}-edit", ref_id=ref_id, edit_of=card)
+
+
+class Outbox:
+    """The sender: drains due rows within Telegram's limits.
+
+    - a global rate (default 30 calls/s, `aiolimiter`'s leaky bucket — a
+      maintained library rather than a hand-made one);
+    - at most one message per `per_chat_interval` into one chat, in order;
+    - enough concurrency to reach the rate at 200 ms latency;
+    - a 429 pauses all sending for `retry_after`; 403 and "chat not found"
+      mark the recipient unreachable and are never retried; server and network
+      errors retry with backoff up to MAX_ATTEMPTS, then the row is failed.
+
+    Outcomes are written in small batches (every 100 ms or 100 rows), so a
+    crash can only repeat what was in flight or sent in the last moment.
+    """
+
+    def __init__(
+        self,
+        session_maker: async_sessionmaker,
+        bot: Bot,
+        *,
+        rate: float = 30.0,
+        per_chat_interval: float = 1.0,
+        concurrency: int = 64,
+        write_every: float = 0.1,
+        clock: Callable[[], datetime] = utcnow,
+        worker: str = "main",
+        pacer: RedisPacer | None = None,
+        lease: timedelta = timedelta(seconds=60),
+        shared: bool = False,
+    ) -> None:
+        self.session_maker = session_maker
+        self.clock = clock  # what "due" means; tests move it
+        self.worker = worker
+        # Several workers: limits are kept in Redis for all of them, and a
+        # `sending` row is taken back only after its lease (its worker may live).
+        self.pacer = pacer
+        self.lease = lease
+        self.shared = shared
+        self.bot = bot
+        # One call per 1/rate seconds, no bursts: any one-second window then holds
+        # at most `rate` calls, which is how Telegram counts.
+        self.limiter = AsyncLimiter(1, 1.0 / rate) if rate > 0 else None
+        self.per_chat_interval = per_chat_interval
+        self.concurrency = concurrency
+        self.write_every = write_every
+        self._slots = asyncio.Semaphore(concurrency)
+        self._chats: dict[int, _ChatPace] = {}
+        self._last_sent: dict[int, float] = {}  # chat → loop time of its last message
+        self._paused_until = 0.0
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._outcomes: list[dict[str, Any]] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        # Called with the posts whose copies changed state, after they are recorded
+        # (the author's card follows the delivery).
+        self.on_progress: Callable[[set[int]], Awaitable[None]] | None = None
+        self._progressed: set[int] = set()
+        self._progress_pending: set[int] = set()  # recorded, the cards not refreshed yet
+        self._progress_at = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping.clear()
+        await self.recover()
+        self._task = asyncio.create_task(self._run(), name="outbox")
+
+    async def stop(self) -> None:
+        """Stops claiming, lets what is in flight finish, records every outcome."""
+        self._stopping.set()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._write()
+        await self._report_progress(now=True)
+
+    async def recover(self, *, at_start: bool = True) -> int:
+        """A row left `sending` by a crash is sent again: it may or may not have arrived.
+
+        Alone, at start every such row is ours from before the crash. Shared
+        with other workers, only rows whose lease ran out are taken back."""
+        stmt = update(Delivery).where(Delivery.status == DeliveryStatus.SENDING)
+        if self.shared or not at_start:
+            stmt = stmt.where(or_(Delivery.claimed_at.is_(None), Delivery.claimed_at < self.clock() - self.lease))
+        async with self.session_maker.begin() as session:
+            result = await session.execute(stmt.values(status=DeliveryStatus.PENDING.value))
+        if result.rowcount:
+            log.warning("outbox: %s row(s) left `sending` will be sent again", result.rowcount)
+        return result.rowcount
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        writer = asyncio.create_task(self._writer(), name="outbox-writer")
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self.shared and loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.lease.total_seconds() / 2
+                    try:
+                        await self.recover(at_start=False)
+                    except Exception:
+                        log.exception("outbox: sweep of stale claims failed")
+                try:
+                    room = self._claim_room()
+                    rows = await self._claim(room) if room > 0 else []
+                except Exception:  # the loop must survive a database hiccup
+                    log.exception("outbox: claim failed")
+                    rows = []
+                    await asyncio.sleep(1)
+                for row in rows:
+                    self._spawn(row)
+                if rows and len(rows) == room:
+                    await self._any_done()
+                    continue
+                if rows:
+                    continue
+                self._wake.clear()
+                timeout = await self._idle_seconds()
+                waiters = [asyncio.ensure_future(self._wake.wait())]
+                if self._inflight:
+                    waiters.append(asyncio.ensure_future(self._any_done()))
+                try:
+                    await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when stop() cancels us here: no waiter is left behind
+                    for w in waiters:
+                        w.cancel()
+        finally:
+            # The writer finishes what it is writing and records the rest.
+            self._stopping.set()
+            await writer
+
+    def _claim_room(self) -> int:
+        """How many more rows to take now. Alone: enough to keep every slot busy.
+        Sharing the limits with other workers: about a second's worth, so no row
+        waits in this worker long enough for its lease to run out."""
+        room = self.concurrency * 2 - len(self._inflight)
+        if self.shared and self.pacer is not None and self.pacer.rate > 0:
+            room = min(room, max(4, int(self.pacer.rate)) - len(self._inflight))
+        return room
+
+    def _spawn(self, row: Delivery) -> None:
+        task = asyncio.create_task(self._deliver(row))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _any_done(self) -> None:
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+
+    async def _writer(self) -> None:
+        """Records outcomes every `write_every`; on stop, once more, never cut off mid-write."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.write_every)
+            except TimeoutError:
+                pass
+            try:
+                await self._write()
+            except Exception:
+                log.exception("outbox: writing outcomes failed; will try again")
+
+    async def _idle_seconds(self) -> float:
+        async with self.session_maker() as session:
+            nxt = await session.scalar(
+                select(Delivery.next_attempt_at)
+                .where(Delivery.status == DeliveryStatus.PENDING)
+                .order_by(Delivery.next_attempt_at)
+                .limit(1)
+            )
+        if nxt is None:
+            return 60.0
+        return min(60.0, max(0.02, (nxt - self.clock()).total_seconds()))
+
+    async def flush(self) -> int:
+        """Sends every row that is due now and records the outcomes (tests, shutdown)."""
+        done = 0
+        while True:
+            rows = await self._claim(self.concurrency * 2)
+            if not rows:
+                await self._write()
+                return done
+            await asyncio.gather(*(self._deliver(row) for row in rows))
+            await self._write()
+            done += len(rows)
+
+    # -- claim, call, record ---------------------------------------------------------
+
+    async def _claim(self, limit: int) -> list[Delivery]:
+        """Compare-and-swap pending → sending: a row is taken by one sender only.
+
+        On PostgreSQL the rows are locked with SKIP LOCKED, so workers claiming
+        at once take different rows instead of waiting for each other."""
+        now = self.clock()
+        async with self.session_maker.begin() as session:
+            ids = (
+                await session.scalars(
+                    select(Delivery.id)
+                    .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
+                    .order_by(Delivery.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not ids:
+                return []
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.PENDING)
+                .values(status=DeliveryStatus.SENDING.value, attempts=Delivery.attempts + 1,
+                        claimed_by=self.worker, claimed_at=now)
+            )
+            rows = (
+                await session.scalars(
+                    select(Delivery)
+                    .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING)
+                    .order_by(Delivery.id)
+                )
+            ).all()
+        return list(rows)
+
+    async def _deliver(self, row: Delivery) -> None:
+        pace = self._chats.setdefault(row.chat_id, _ChatPace())
+        pace.users += 1
+        try:
+            # One chat's messages go in order. Waiting for the chat's turn holds
+            # no sending slot: only the call itself does.
+            async with pace.lock:
+                if await self._superseded(row):
+                    outcome: dict[str, Any] = {"status": DeliveryStatus.CANCELLED.value}
+                else:
+                    outcome = await self._send(row, pace)
+        finally:
+            pace.users -= 1
+            if pace.users == 0 and self._chats.get(row.chat_id) is pace:
+                # The chat's last message time outlives its lock (pacing holds
+                # between batches too); old entries are dropped as they expire.
+                del self._chats[row.chat_id]
+                self._last_sent[row.chat_id] = pace.last
+                self._forget_old_chats()
+        if outcome["status"] == LOST:
+            return  # another worker has it now; nothing of ours to record
+        outcome["id"] = row.id
+        if row.topic == "digest" and outcome["status"] != DeliveryStatus.PENDING:
+            outcome["_digest"] = True  # the copies it carries share its fate
+        self._outcomes.append(outcome)
+        if row.post_id is not None:
+            self._progressed.add(row.post_id)
+
+    def _forget_old_chats(self) -> None:
+        if len(self._last_sent) < 1024:
+            return
+        horizon = asyncio.get_running_loop().time() - self.per_chat_interval
+        self._last_sent = {chat: at for chat, at in self._last_sent.items() if at > horizon}
+
+    async def _still_ours(self, row: Delivery) -> bool:
+        """Right before the call, with other workers around: the row is still
+        claimed by this worker (its lease may have run out while it waited, and
+        another worker taken it back), and the claim is renewed."""
+        async with self.session_maker.begin() as session:
+            result = await session.execute(
+                update(Delivery)
+                .where(Delivery.id == row.id, Delivery.status == DeliveryStatus.SENDING,
+                       Delivery.claimed_by == self.worker)
+                .values(claimed_at=self.clock())
+            )
+        return result.rowcount == 1
+
+    async def _superseded(self, row: Delivery) -> bool:
+        """An edit of a card that a newer edit of the same card will replace
+        (the author's card during a busy broadcast): not worth a call."""
+        if row.edit_of_id is None or row.method not in ("editMessageText", "editMessageCaption"):
+            return False
+        async with self.session_maker() as session:
+            newer = await session.scalar(
+                select(Delivery.id).where(
+                    Delivery.edit_of_id == row.edit_of_id,
+                    Delivery.topic == row.topic,
+                    Delivery.id > row.id,
+                    # A newer edit already sent counts too: this one's figures are older.
+                    Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value,
+                                         DeliveryStatus.SENT.value]),
+                ).limit(1)
+            )
+        return newer is not None
+
+    async def _send(self, row: Delivery, pace: _ChatPace) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        try:
+            method = await self._prepare(row, row.method, row.payload)
+            if method is None:
+                return {"status": DeliveryStatus.CANCELLED.value}
+            paced = row.method not in UNPACED
+            if paced:
+                last = max(pace.last, self._last_sent.get(row.chat_id, -1e9))
+                wait = last + self.per_chat_interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            await self._slots.acquire()
+            try:
+                while (pause := self._paused_until - loop.time()) > 0:
+                    await asyncio.sleep(pause)
+                if self.pacer is not None:
+                    await self.pacer.acquire(row.chat_id if paced else None)
+                elif self.limiter is not None:
+                    await self.limiter.acquire()
+                if self.shared and not await self._still_ours(row):
+                    return {"status": LOST}
+                try:
+                    result = await self.bot(method)
+                except TelegramBadRequest as e:
+                    if row.fallback_method is None or _bad_request(e)["status"] != DeliveryStatus.FAILED:
+                        raise
+                    # Refused for good (e.g. too old to delete): the fallback instead.
+                    fallback = await self._prepare(row, row.fallback_method, row.fallback_payload or "{}")
+                    if fallback is None:
+                        raise
+                    result = await self.bot(fallback)
+            finally:
+                self._slots.release()
+                if paced:
+                    pace.last = loop.time()
+            outcome: dict[str, Any] = {"status": DeliveryStatus.SENT.value, "sent_at": utcnow(), "error": None}
+            if isinstance(result, Message):
+                outcome["message_id"] = result.message_id
+            return outcome
+        except _NotYet:
+            return {"status": DeliveryStatus.PENDING.value, "attempts": row.attempts - 1,
+                    "next_attempt_at": utcnow() + timedelta(seconds=1)}
+        except TelegramRetryAfter as e:
+            # Everyone waits: Telegram asked the whole bot to slow down.
+            self._paused_until = max(self._paused_until, loop.time() + e.retry_after)
+            if self.pacer is not None:
+                await self.pacer.pause(e.retry_after)
+            return {"status": DeliveryStatus.PENDING.value, "attempts": row.attempts - 1,
+                    "next_attempt_at": utcnow() + timedelta(seconds=e.retry_after)}
+        except TelegramMigrateToChat as e:
+            return {"status": DeliveryStatus.PENDING.value, "chat_id": e.migrate_to_chat_id,
+                    "attempts": row.attempts - 1}
+        except TelegramForbiddenError as e:
+            return {"status": DeliveryStatus.UNREACHABLE.value, "error": e.message[:256]}
+        except TelegramBadRequest as e:
+            return _bad_request(e)
+        except (TelegramNetworkError, TelegramServerError, TimeoutError, OSError) as e:
+            return self._retry(row, str(e))
+        except Exception as e:  # never leave a row `sending` because of our own bug
+            log.exception("outbox: delivery %s failed", row.id)
+            return self._retry(row, repr(e))
+
+    async def _write(self) -> None:
+        """Records the outcomes gathered so far in one transaction."""
+        if not self._outcomes:
+            await self._report_progress()
+            return
+        # The posts touched go with their outcomes: a refresh after this commit
+        # sees every outcome it is told about.
+        batch, self._outcomes = self._outcomes, []
+        posts, self._progressed = self._progressed, set()
+        try:
+            async with self.session_maker.begin() as session:
+                # One executemany per shape of outcome (ORM bulk UPDATE by primary key).
+                shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+                for outcome in batch:
+                    values = {k: v for k, v in outcome.items() if k != "_digest"}
+                    shapes.setdefault(tuple(sorted(values)), []).append(values)
+                for rows in shapes.values():
+                    await session.execute(update(Delivery), rows)
+                for outcome in batch:
+                    values = {k: v for k, v in outcome.items() if k not in ("id", "_digest")}
+                    if outcome.get("_digest"):
+                        carried = (
+                            DeliveryStatus.DIGESTED.value if values["status"] == DeliveryStatus.SENT else values["status"]
+                        )
+                        await session.execute(
+                            update(Delivery)
+                            .where(Delivery.edit_of_id == outcome["id"], Delivery.status == DeliveryStatus.HELD)
+                            .values(status=carried, sent_at=values.get("sent_at"))
+                        )
+        except BaseException:  # a cancellation too: kept for the next try; the rows stay `sending`
+            self._outcomes[:0] = batch
+            self._progressed |= posts
+            raise
+        if any(o["status"] == DeliveryStatus.PENDING for o in batch):
+            self.wake()  # a retry is due soon: the loop may be asleep for a minute
+        self._progress_pending |= posts
+        await self._report_progress()
+
+    async def _report_progress(self, *, now: bool = False) -> None:
+        """The authors' cards follow — at most once a second while a broadcast
+        runs (every refresh costs queries and an edit), and at once when the
+        sender has nothing left in hand."""
+        if not self._progress_pending or self.on_progress is None:
+            return
+        loop = asyncio.get_running_loop()
+        idle = not self._inflight and not self._outcomes
+        if not (now or idle or loop.time() - self._progress_at >= 1.0):
+            return
+        posts, self._progress_pending = self._progress_pending, set()
+        self._progress_at = loop.time()
+        try:
+            await self.on_progress(posts)
+        except Exception:
+            log.exception("outbox: progress hook failed for posts %s", sorted(posts))
+
+    async def _prepare(self, row: Delivery, name: str, payload: str) -> TelegramMethod[Any] | None:
+        # A broadcast's copies share one payload (the chat is the row's): parsed once.
+        method = _parsed(name, payload).model_copy()
+        if row.edit_of_id is None:
+            if hasattr(method, "chat_id"):
+                method.chat_id = row.chat_id  # type: ignore[attr-defined]
+            return method
+        async with self.session_maker() as session:
+            target = await session.get(Delivery, row.edit_of_id)
+        if target is None or target.status in (
+            DeliveryStatus.CANCELLED, DeliveryStatus.FAILED, DeliveryStatus.UNREACHABLE
+        ):
+            return None
+        if target.status != DeliveryStatus.SENT or target.message_id is None:
+            raise _NotYet
+        method.chat_id = target.chat_id  # type: ignore[attr-defined]
+        method.message_id = target.message_id  # type: ignore[attr-defined]
+        return method
+
+    @staticmethod
+    def _retry(row: Delivery, error: str) -> dict[str, Any]:
+        if row.attempts >= MAX_ATTEMPTS:
+            return {"status": DeliveryStatus.FAILED.value, "error": error[:256]}
+        delay = min(300, 2 ** row.attempts)
+        return {"status": DeliveryStatus.PENDING.value, "error": error[:256],
+                "next_attempt_at": utcnow() + timedelta(seconds=delay)}
+
+
+class RedisPacer:
+    """The limits shared by every worker, kept in Redis: the global rate as
+    evenly spaced slots handed out by one atomic script (so jitter between
+    workers cannot bunch calls at a window's edge), one message per second per
+    chat (the `limits` library's moving window), and a pause after a 429 that
+    all workers observe."""
+
+    PAUSE_KEY = "parta:pause-until"
+    SLOT_KEY = "parta:next-slot"
+    # The next free slot, by Redis's own clock: (wait in seconds) for the caller.
+    SLOT_SCRIPT = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+    local slot = math.max(now, nxt)
+    redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'EX', 60)
+    return tostring(slot - now)
+    """
+
+    def __init__(self, url: str, rate: float, *, per_chat_seconds: int = 1) -> None:
+        from limits import RateLimitItemPerSecond
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+        from redis.asyncio import Redis
+
+        self.redis = Redis.from_url(url)
+        self.limiter = MovingWindowRateLimiter(
+            RedisStorage("async+" + url, implementation="redispy", key_prefix="parta")
+        )
+        self.rate = rate
+        # 15 % headroom: calls from several workers reach Telegram with some jitter.
+        self.step = 1.0 / (rate * 0.85) if rate > 0 else 0.0
+        self.chat_limit = RateLimitItemPerSecond(1, per_chat_seconds)
+        self._slot = self.redis.register_script(self.SLOT_SCRIPT)
+
+    async def acquire(self, chat_id: int | None) -> None:
+        while True:
+            until = await self.redis.get(self.PAUSE_KEY)
+            wait = float(until) - time.time() if until else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            if chat_id is not None and not await self.limiter.hit(self.chat_limit, "chat", str(chat_id)):
+                await asyncio.sleep(0.05)
+                continue
+            break
+        if self.step:
+            wait = float(await self._slot(keys=[self.SLOT_KEY], args=[self.step]))
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def pause(self, seconds: float) -> None:
+        await self.redis.set(self.PAUSE_KEY, str(time.time() + seconds), ex=int(seconds) + 1)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(name: str, payload: str) -> TelegramMethod[Any]:
+    return METHODS[name].model_validate_json(payload)
+
+
+class _ChatPace:
+    """One chat's lock and the time of its last message (loop time)."""
+
+    __slots__ = ("lock", "last", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.last = -1e9
+        self.users = 0
+
+
+class _NotYet(Exception):
+    """The message an edit refers to has not been sent yet."""
+
+
+def _bad_request(e: TelegramBadRequest) -> dict[str, Any]:
+    text = e.message.lower()
+    if "message is not modified" in text:
+        return {"status": DeliveryStatus.SENT.value, "sent_at": utcnow(), "error": None}
+    if "chat not found" in text or "user is deactivated" in text:
+        return {"status": DeliveryStatus.UNREACHABLE.value, "error": e.message[:256]}
+    return {"status": DeliveryStatus.FAILED.value, "error": e.message[:256]}

@@ -1,0 +1,422 @@
+"""A post as its recipients and its author see it, and the one way it reaches
+many people: rows in the outbox.
+
+Every copy is rendered in its reader's language at the moment it is enqueued
+(or edited); the author's card counts delivered / acknowledged / unreachable /
+pending from the outbox itself, so the figures cannot drift from the truth.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram import html
+from aiogram.filters.callback_data import CallbackData
+from aiogram.methods import (
+    DeleteMessage,
+    EditMessageCaption,
+    EditMessageText,
+    SendDocument,
+    SendMessage,
+    SendPhoto,
+    SendVideo,
+    TelegramMethod,
+)
+from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.i18n import in_locale
+from bot.outbox import dump_method, enqueue
+from bot.timeline import next_daily, plan_post, quiet_until
+from storage.models import DeliveryStatus, DueItem, DueKind, Organisation, Person, Post, PostKind, PostState, utcnow
+from storage.repo import Repo
+
+TEXT_LIMIT = 4096
+CAPTION_LIMIT = 1024
+# Room kept for the header line and the event's date and place.
+HEADER_ROOM = 300
+
+
+class PostCb(CallbackData, prefix="p"):
+    """A recipient's button on a copy: acknowledge or vote."""
+
+    action: str  # ack | vote
+    post_id: int
+    option_id: int = 0
+
+
+class DigestCb(CallbackData, prefix="dg"):
+    """A reader opens one post of their digest."""
+
+    post_id: int
+
+
+class CardCb(CallbackData, prefix="pc"):
+    """The author's card."""
+
+    action: str  # refresh | renotify | pending | edit | withdraw | withdraw_yes | close
+    post_id: int
+
+
+def kind_label(kind: str) -> str:
+    labels = {
+        PostKind.ANNOUNCEMENT: _("📢 Announcement"),
+        PostKind.SCHEDULE: _("🗓 Schedule"),
+        PostKind.MATERIAL: _("📎 Material"),
+        PostKind.EVENT: _("📅 Event"),
+        PostKind.POLL: _("📊 Poll"),
+    }
+    return labels.get(PostKind(kind), kind)
+
+
+def local(moment: Any, org: Organisation) -> str:
+    return moment.astimezone(ZoneInfo(org.timezone)).strftime("%d.%m.%Y %H:%M")
+
+
+def body(post: Post, org: Organisation, author_name: str, audience: str) -> str:
+    """The text of a copy, in the current locale."""
+    head = kind_label(post.kind)
+    if post.urgent:
+        head = _("❗ Urgent") + " · " + head
+    lines = [f"<b>{head}</b> · {html.quote(audience)}"]
+    if post.state == PostState.WITHDRAWN:
+        return lines[0] + "\n\n" + _("🗑 This message was withdrawn by its author.")
+    if post.text:
+        lines.append(post.text)
+    if post.kind == PostKind.EVENT and post.event_at is not None:
+        lines.append(_("🕒 {when}").format(when=local(post.event_at, org)))
+        if post.place:
+            lines.append(_("📍 {place}").format(place=html.quote(post.place)))
+    if post.kind == PostKind.POLL:
+        mode = _("several answers") if post.poll_multiple else _("one answer")
+        privacy = _("anonymous") if post.poll_anonymous else _("the author sees names")
+        line = f"<i>{mode}, {privacy}</i>"
+        if post.poll_closed_at is not None:
+            line += "\n" + _("The poll is closed.")
+        elif post.poll_closes_at is not None:
+            line += "\n" + _("Open until {when}").format(when=local(post.poll_closes_at, org))
+        lines.append(line)
+    lines.append(f"— {html.quote(author_name)}")
+    return "\n\n".join(lines)
+
+
+def keyboard(post: Post, chosen: Iterable[int] = (), acknowledged: bool = False) -> InlineKeyboardMarkup | None:
+    """A recipient's buttons, in the current locale."""
+    if post.state == PostState.WITHDRAWN:
+        return None
+    kb = InlineKeyboardBuilder()
+    if post.kind == PostKind.POLL and post.poll_closed_at is None:
+        chosen = set(chosen)
+        for option in post.options:
+            mark = "✅ " if option.id in chosen else ""
+            kb.button(text=mark + option.text, callback_data=PostCb(action="vote", post_id=post.id, option_id=option.id))
+    if post.ask_ack:
+        if acknowledged:
+            kb.button(text=_("✅ Acknowledged"), callback_data=PostCb(action="ack", post_id=post.id))
+        else:
+            kb.button(text=_("👌 Acknowledge"), callback_data=PostCb(action="ack", post_id=post.id))
+    kb.adjust(1)
+    markup = kb.as_markup()
+    return markup if markup.inline_keyboard else None
+
+
+def copy_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> TelegramMethod[Any]:
+    if post.media_kind == "photo":
+        return SendPhoto(chat_id=chat_id, photo=post.media_file_id, caption=text, reply_markup=markup)
+    if post.media_kind == "document":
+        return SendDocument(chat_id=chat_id, document=post.media_file_id, caption=text, reply_markup=markup)
+    if post.media_kind == "video":
+        return SendVideo(chat_id=chat_id, video=post.media_file_id, caption=text, reply_markup=markup)
+    return SendMessage(chat_id=chat_id, text=text, reply_markup=markup)
+
+
+def edit_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> TelegramMethod[Any]:
+    # chat_id and message_id are filled in from the copy when the edit is sent.
+    if post.media_kind:
+        return EditMessageCaption(chat_id=chat_id, message_id=0, caption=text, reply_markup=markup)
+    return EditMessageText(chat_id=chat_id, message_id=0, text=text, reply_markup=markup)
+
+
+def text_limit(media_kind: str | None) -> int:
+    """How long an author's text may be, leaving room for the header and the event lines."""
+    return (CAPTION_LIMIT if media_kind else TEXT_LIMIT) - HEADER_ROOM
+
+
+async def broadcast(
+    repo: Repo,
+    post: Post,
+    people: Iterable[Person],
+    *,
+    org: Organisation,
+    author_name: str,
+    audience: str,
+    default_locale: str,
+    topic: str = "post",
+    prefix: Callable[[], str] | None = None,
+    not_before: datetime | None = None,
+) -> int:
+    """One outbox row per person, each in the person's language; returns how
+    many. `not_before` holds the copies (quiet hours)."""
+    rendered: dict[str, tuple[str, InlineKeyboardMarkup | None, str]] = {}
+    rows: list[dict[str, Any]] = []
+    digests: list[DueItem] = []
+    method_name = ""
+    now = utcnow()
+    due = max(now, not_before) if not_before else now
+    # Families on a daily digest get ordinary posts in it; urgent ones at once.
+    use_digest = topic == "post" and not post.urgent
+    for person in people:
+        held_until = next_daily(person.digest_at, org.timezone, now) if use_digest and person.digest_at else None
+        if held_until is not None:
+            digests.append(DueItem(org_id=org.id, kind=DueKind.DIGEST.value, ref_id=person.id, due_at=held_until,
+                                   key=f"digest:{person.id}:{held_until.isoformat()}"))
+        locale = person.locale or default_locale
+        if locale not in rendered:
+            with in_locale(locale):
+                text = body(post, org, author_name, audience)
+                if prefix is not None:
+                    text = prefix() + "\n\n" + text
+                markup = keyboard(post)
+            # One payload for every reader of a language; the row carries the chat.
+            method = copy_method(post, 0, text, markup)
+            method_name = method.__api_method__
+            rendered[locale] = (text, markup, dump_method(method))
+        text, markup, payload = rendered[locale]
+        rows.append(
+            {
+                "org_id": org.id, "chat_id": person.telegram_id, "method": method_name, "payload": payload,
+                "topic": topic, "ref_id": post.id, "post_id": post.id,
+                "person_id": person.id, "attempts": 0, "created_at": now,
+                "status": (DeliveryStatus.HELD if held_until else DeliveryStatus.PENDING).value,
+                "next_attempt_at": held_until or due,
+            }
+        )
+    await repo.add_deliveries(rows)
+    await repo.add_due_many(digests)
+    return len(rows)
+
+
+async def publish(
+    repo: Repo,
+    post: Post,
+    *,
+    org: Organisation,
+    author: Person,
+    audience: str,
+    default_locale: str,
+    now: datetime,
+) -> int:
+    """Sends a post now (or at the end of quiet hours unless urgent), gives
+    the author a card, and plans its reminders and deadlines."""
+    group_ids = [g.group_id for g in post.groups]
+    people = await repo.post_recipients(post, group_ids)
+    hold = None if post.urgent else quiet_until(org, now)
+    post.state = PostState.SENT.value
+    post.sent_at = now
+    count = await broadcast(repo, post, people, org=org, author_name=author.display_name, audience=audience,
+                            default_locale=default_locale, not_before=hold)
+    await send_card(repo, post, org, author, default_locale)
+    await plan_post(repo, post, now)
+    return count
+
+
+async def audience_text(repo: Repo, post: Post, org: Organisation) -> str:
+    """How a copy names its audience: the groups, or the organisation-wide one."""
+    if post.audience == "org":
+        return org.name
+    if post.audience == "staff":
+        return _("all staff")
+    if post.audience == "parents":
+        return _("all parents")
+    ids = {g.group_id for g in post.groups}
+    return ", ".join(g.title for g in await repo.groups(org.id, include_staff=False) if g.id in ids)
+
+
+async def notify(
+    repo: Repo,
+    people: Iterable[Person],
+    text: Callable[[], str],
+    *,
+    org: Organisation,
+    topic: str,
+    ref_id: int,
+    default_locale: str,
+    not_before: datetime | None = None,
+    rows: list[dict[str, Any]] | None = None,
+) -> int:
+    """A plain message to many people, each in their language (weekly reminders,
+    summaries). With `rows`, the outbox rows are only collected there (the
+    caller inserts many at once)."""
+    rendered: dict[str, str] = {}
+    out: list[dict[str, Any]] = [] if rows is None else rows
+    now = utcnow()
+    due = max(now, not_before) if not_before else now
+    count = 0
+    for person in people:
+        locale = person.locale or default_locale
+        if locale not in rendered:
+            with in_locale(locale):
+                # One payload per language; the row carries the chat.
+                rendered[locale] = dump_method(SendMessage(chat_id=0, text=text()))
+        out.append(
+            {
+                "org_id": org.id, "chat_id": person.telegram_id, "method": "sendMessage",
+                "payload": rendered[locale], "topic": topic, "ref_id": ref_id, "person_id": person.id,
+                "status": DeliveryStatus.PENDING.value, "attempts": 0, "next_attempt_at": due, "created_at": now,
+            }
+        )
+        count += 1
+    if rows is None:
+        await repo.add_deliveries(out)
+    return count
+
+
+async def follow_edit(
+    repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str
+) -> int:
+    """Every copy shows the post as it is now: sent copies are edited, pending
+    ones rewritten before they go out. Returns how many copies were touched."""
+    copies = await repo.post_copies(post.id)
+    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c in copies if c.person_id})}
+    touched = 0
+    for copy in copies:
+        person = people.get(copy.person_id or 0)
+        locale = (person.locale if person else None) or default_locale
+        with in_locale(locale):
+            text = body(post, org, author_name, audience)
+            markup = keyboard(post)
+        if copy.status == DeliveryStatus.PENDING:
+            copy.payload = dump_method(copy_method(post, copy.chat_id, text, markup))
+            touched += 1
+        elif copy.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
+            enqueue(repo, copy.chat_id, edit_method(post, copy.chat_id, text, markup), org_id=org.id,
+                    topic="post_edit", ref_id=post.id, edit_of=copy)
+            touched += 1
+    return touched
+
+
+async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_locale: str) -> int:
+    """Pending copies never go out; sent ones are deleted, or — where Telegram
+    no longer allows it (older than 48 hours) — edited to say so."""
+    copies = await repo.post_copies(post.id)
+    await repo.cancel_pending_deliveries("post", post.id)
+    await repo.cancel_pending_deliveries("post_renotify", post.id)
+    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c in copies if c.person_id})}
+    touched = 0
+    for copy in copies:
+        if copy.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
+            continue
+        person = people.get(copy.person_id or 0)
+        with in_locale((person.locale if person else None) or default_locale):
+            note = _("🗑 This message was withdrawn by its author.")
+        enqueue(
+            repo, copy.chat_id, DeleteMessage(chat_id=copy.chat_id, message_id=0), org_id=org.id,
+            topic="post_withdraw", ref_id=post.id, edit_of=copy,
+            fallback=edit_method(post, copy.chat_id, note, None),
+        )
+        touched += 1
+    return touched
+
+
+# -- the author's card -----------------------------------------------------------------
+
+
+async def card(repo: Repo, post: Post, org: Organisation) -> tuple[str, InlineKeyboardMarkup]:
+    """The author's view of a post: where it stands, and what they can do."""
+    counts = await repo.delivery_counts(post.id)
+    total = sum(counts.values())
+    delivered = counts.get(DeliveryStatus.SENT, 0) + counts.get(DeliveryStatus.DIGESTED, 0)
+    unreachable = counts.get(DeliveryStatus.UNREACHABLE, 0) + counts.get(DeliveryStatus.FAILED, 0)
+    held = counts.get(DeliveryStatus.HELD, 0)
+    pending = counts.get(DeliveryStatus.PENDING, 0) + counts.get(DeliveryStatus.SENDING, 0) + held
+    lines = [
+        _("{kind} · sent {when}").format(kind=kind_label(post.kind), when=local(post.created_at, org)),
+        html.quote(plain_text(post.text)[:120]),
+        "",
+        _("Recipients: {total}").format(total=total),
+        _("✅ delivered: {n}").format(n=delivered),
+    ]
+    if post.ask_ack:
+        lines.append(_("👌 acknowledged: {n}").format(n=await repo.ack_count(post.id)))
+    lines.append(_("🚫 not reachable: {n}").format(n=unreachable))
+    lines.append(_("⏳ pending: {n}").format(n=pending))
+    if held:
+        lines.append(_("📰 of them waiting for a daily digest: {n}").format(n=held))
+    if post.kind == PostKind.POLL:
+        results = await repo.poll_results(post.id)
+        lines.append("")
+        lines.append(_("<b>Votes</b>") + (" — " + _("closed") if post.poll_closed_at else ""))
+        for option in post.options:
+            voters = results.get(option.id, [])
+            line = f"• {html.quote(option.text)}: {len(voters)}"
+            if voters and not post.poll_anonymous:
+                line += " — " + html.quote(", ".join(voters))
+            lines.append(line)
+    if post.state == PostState.WITHDRAWN:
+        lines.append("")
+        lines.append(_("🗑 Withdrawn."))
+    kb = InlineKeyboardBuilder()
+    if post.state != PostState.WITHDRAWN:
+        kb.button(text=_("🔄 Refresh"), callback_data=CardCb(action="refresh", post_id=post.id))
+        if post.ask_ack:
+            kb.button(text=_("👀 Who has not"), callback_data=CardCb(action="pending", post_id=post.id))
+            kb.button(text=_("🔔 Remind them"), callback_data=CardCb(action="renotify", post_id=post.id))
+        if post.kind == PostKind.POLL and post.poll_closed_at is None:
+            kb.button(text=_("🔒 Close the poll"), callback_data=CardCb(action="close", post_id=post.id))
+        if post.kind == PostKind.EVENT:
+            kb.button(text=_("🕒 Change the time"), callback_data=CardCb(action="time", post_id=post.id))
+        kb.button(text=_("✏️ Edit"), callback_data=CardCb(action="edit", post_id=post.id))
+        kb.button(text=_("🗑 Withdraw"), callback_data=CardCb(action="withdraw", post_id=post.id))
+        kb.adjust(2)
+    return "\n".join(lines), kb.as_markup()
+
+
+def plain_text(text: str) -> str:
+    """A post's HTML as plain text (for a calendar, a card's summary)."""
+    return re.sub(r"<[^>]+>", "", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+async def refresh_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
+    """The author's card is edited to the current figures; an older pending
+    edit is dropped, so a busy broadcast costs one edit at a time."""
+    cards = [c for c in await repo.deliveries_about("post_card", post.id) if c.method == "sendMessage"]
+    if not cards:
+        return
+    with in_locale(author.locale or default_locale):
+        text, markup = await card(repo, post, org)
+    await repo.cancel_pending_deliveries("post_card-edit", post.id)
+    for c in cards:
+        enqueue(repo, c.chat_id, EditMessageText(chat_id=c.chat_id, message_id=0, text=text, reply_markup=markup),
+                org_id=org.id, topic="post_card-edit", ref_id=post.id, edit_of=c)
+
+
+async def send_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
+    with in_locale(author.locale or default_locale):
+        text, markup = await card(repo, post, org)
+    enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text, reply_markup=markup),
+            org_id=org.id, topic="post_card", ref_id=post.id)
+
+
+def progress_hook(session_maker: Any, i18n: Any, default_locale: str, wake: Callable[[], None]):  # type: ignore[no-untyped-def]
+    """For the outbox: after copies of these posts changed state, their authors' cards follow."""
+
+    async def refresh(post_ids: set[int]) -> None:
+        with i18n.context():
+            async with session_maker.begin() as session:
+                repo = Repo(session)
+                for post_id in sorted(post_ids):
+                    post = await repo.post(post_id)
+                    if post is None or post.author_id is None:
+                        continue
+                    org = await repo.organisation(post.org_id)
+                    author = await repo.person(post.author_id)
+                    if org is not None and author is not None:
+                        await refresh_card(repo, post, org, author, default_locale)
+        wake()
+
+    return refresh

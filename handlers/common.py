@@ -1,0 +1,130 @@
+"""/start without a code, /help, /language and /cancel: for everyone, in any state."""
+
+from __future__ import annotations
+
+from aiogram import F, Router
+from aiogram.filters import Command, CommandStart, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot.actor import Actor
+from bot.i18n import in_locale
+from bot.menus import command_names, commands_for, enqueue_menu
+from bot.settings import Settings
+from handlers.keyboards import AskCb, LangCb, group_title, language_keyboard, single_button
+from handlers.setup import SetupForm
+from handlers.texts import q, role_name
+from storage.models import MemberState
+from storage.repo import Repo
+
+
+def create_router() -> Router:
+    router = Router(name="common")
+    router.message.register(cancel, Command("cancel"), StateFilter("*"))
+    router.message.register(start, CommandStart())
+    router.message.register(help_command, Command("help"))
+    router.message.register(language, Command("language"))
+    router.callback_query.register(set_language, LangCb.filter())
+    return router
+
+
+async def cancel(message: Message, state: FSMContext) -> None:
+    if await state.get_state() is None:
+        await message.answer(_("There is nothing to cancel."))
+        return
+    await state.clear()
+    await message.answer(_("Cancelled. Nothing was changed."))
+
+
+def memberships_text(actor: Actor) -> str:
+    lines = []
+    for m in sorted(actor.memberships, key=lambda m: (m.group.kind != "staff", m.group.title)):
+        line = f"• {q(group_title(m.group))} — {role_name(m.role)}"
+        if m.state == MemberState.UNVERIFIED:
+            line += " " + _("(waiting for verification)")
+        lines.append(line)
+    if actor.is_config_admin and not any(m.role == "admin" for m in actor.active()):
+        lines.append("• " + _("administrator of the platform"))
+    return "\n".join(lines)
+
+
+async def start(
+    message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings, new_person: bool = False
+) -> None:
+    await state.clear()
+    if new_person:
+        await enqueue_menu(repo, actor)
+    if actor.org is None:
+        if actor.is_config_admin:
+            await state.set_state(SetupForm.name)
+            await message.answer(
+                _(
+                    "Hello! Let us set up your organisation — it takes four short steps, "
+                    "/cancel stops at any time.\n\n<b>1/4.</b> What is the organisation called? "
+                    "For example: Детский сад № 1 «Солнышко»"
+                )
+            )
+        else:
+            await message.answer(
+                _(
+                    "This bot is not set up yet. Please ask your kindergarten's or school's administration.\n\n"
+                    "If you are the one running it: add your Telegram id <code>{id}</code> to ADMIN_IDS "
+                    "and restart the bot."
+                ).format(id=actor.person.telegram_id)
+            )
+        return
+    if actor.is_member:
+        text = _("Hello, {name}! This is {org}.").format(
+            name=q(actor.person.display_name), org=q(actor.org.name)
+        )
+        text += "\n\n" + _("You are in:") + "\n" + memberships_text(actor)
+        if actor.awaiting_verification:
+            text += "\n\n" + _(
+                "An administrator has to verify you as a teacher before you can post or invite. "
+                "You will get a message here."
+            )
+        text += "\n\n" + _("Your commands: /help")
+        await message.answer(text)
+        return
+    pending = await repo.pending_requests(actor.org.id, person_id=actor.person.id)
+    text = _(
+        "Hello! This is {org} — a closed space for its staff and families.\n\n"
+        "To join, open the invitation link you were given, or send <code>/join CODE</code>.\n"
+        "No code? Ask to join, and the administration will decide."
+    ).format(org=q(actor.org.name))
+    if pending:
+        text += "\n\n" + _("Your request to join {group} is waiting for a decision.").format(
+            group=q(pending[0].group.title)
+        )
+    await message.answer(text, reply_markup=single_button(_("🙋 Ask to join"), AskCb(action="start")))
+
+
+async def help_command(message: Message, actor: Actor) -> None:
+    texts = {c.command: c.description for c in commands_for(actor)}
+    lines = [_("<b>What you can do here</b>")]
+    lines += [f"/{name} — {texts[name]}" for name in command_names(actor)]
+    if actor.awaiting_verification:
+        lines.append("")
+        lines.append(_("You are waiting for an administrator to verify you as a teacher."))
+    if actor.org is not None and actor.org.support_contact:
+        lines.append("")
+        lines.append(_("Support: {contact}").format(contact=q(actor.org.support_contact)))
+    await message.answer("\n".join(lines))
+
+
+async def language(message: Message) -> None:
+    await message.answer(_("Choose the language / Выберите язык:"), reply_markup=language_keyboard())
+
+
+async def set_language(query: CallbackQuery, callback_data: LangCb, actor: Actor, repo: Repo, settings: Settings) -> None:
+    if callback_data.locale not in ("ru", "en"):
+        await query.answer(_("This language is not available."), show_alert=True)
+        return
+    actor.person.locale = callback_data.locale
+    actor.locale = callback_data.locale
+    await enqueue_menu(repo, actor)
+    with in_locale(callback_data.locale):
+        await query.answer()
+        if isinstance(query.message, Message):
+            await query.message.edit_text(_("Language: English. Your menu is updated."))

@@ -1,0 +1,568 @@
+"""/post: kind → audience → content → options → a preview exactly as
+recipients will see it → send now or cancel. /cancel works at every step.
+
+The dialog keeps its draft in the FSM; nothing is written until Send, and Send
+re-checks every right (the audience may have been forged or changed meanwhile).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from bot.actor import Actor
+from bot.posts import (
+    audience_text,
+    body,
+    copy_method,
+    keyboard,
+    kind_label,
+    local,
+    publish,
+    text_limit,
+)
+from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
+from bot.settings import Settings
+from handlers.texts import future_time, q
+from storage.models import Group, GroupKind, OrgKind, PollOption, Post, PostGroup, PostKind, PostState, utcnow
+from storage.repo import Repo
+
+NOT_A_COMMAND = ~F.text.startswith("/")
+MAX_OPTIONS = 10
+WIDE = ("org", "staff", "parents")
+
+
+class PostForm(StatesGroup):
+    kind = State()
+    audience = State()
+    content = State()
+    event_at = State()
+    place = State()
+    poll_options = State()
+    poll_settings = State()
+    options = State()
+    confirm = State()
+    send_at = State()
+
+
+class ComposeCb(CallbackData, prefix="cmp"):
+    action: str
+    value: str = ""
+
+
+def create_router() -> Router:
+    router = Router(name="posting")
+    router.message.register(post_command, Command("post"))
+    router.callback_query.register(choose_kind, PostForm.kind, ComposeCb.filter(F.action == "kind"))
+    router.callback_query.register(toggle_audience, PostForm.audience, ComposeCb.filter(F.action.in_({"group", "wide", "parents", "students"})))
+    router.callback_query.register(audience_done, PostForm.audience, ComposeCb.filter(F.action == "next"))
+    router.message.register(got_content, PostForm.content, NOT_A_COMMAND)
+    router.message.register(got_event_at, PostForm.event_at, F.text, NOT_A_COMMAND)
+    router.message.register(got_place, PostForm.place, F.text, NOT_A_COMMAND)
+    router.callback_query.register(skip_place, PostForm.place, ComposeCb.filter(F.action == "no_place"))
+    router.message.register(got_poll_options, PostForm.poll_options, F.text, NOT_A_COMMAND)
+    router.callback_query.register(toggle_poll, PostForm.poll_settings, ComposeCb.filter(F.action.in_({"multiple", "anonymous", "deadline"})))
+    router.callback_query.register(poll_done, PostForm.poll_settings, ComposeCb.filter(F.action == "next"))
+    router.callback_query.register(toggle_option, PostForm.options, ComposeCb.filter(F.action.in_({"ack", "ack_days", "remind", "urgent"})))
+    router.callback_query.register(preview, PostForm.options, ComposeCb.filter(F.action == "preview"))
+    router.callback_query.register(send, PostForm.confirm, ComposeCb.filter(F.action == "send"))
+    router.callback_query.register(ask_later, PostForm.confirm, ComposeCb.filter(F.action == "later"))
+    router.callback_query.register(later_chosen, PostForm.send_at, ComposeCb.filter(F.action == "at"))
+    router.message.register(later_typed, PostForm.send_at, F.text, NOT_A_COMMAND)
+    router.callback_query.register(cancel, ComposeCb.filter(F.action == "cancel"))
+    router.callback_query.register(stale, ComposeCb.filter())
+    return router
+
+
+# -- rights ----------------------------------------------------------------------
+
+
+def refusal(actor: Actor) -> str | None:
+    if actor.org is None or not actor.is_member:
+        return _("Only staff can post. Send /start.")
+    if actor.is_admin or actor.is_head or _class_groups(actor):
+        return None
+    if actor.awaiting_verification:
+        return _("You are waiting for an administrator to verify you. Until then you cannot post.")
+    return _("Only teachers, specialists, the head and administrators can post.")
+
+
+def _class_groups(actor: Actor) -> set[int]:
+    return {m.group_id for m in actor.active() if m.group_id in actor.teaching_group_ids() and m.group.kind == GroupKind.CLASS}
+
+
+async def postable_groups(actor: Actor, repo: Repo) -> list[Group]:
+    groups = await repo.groups(actor.org.id, include_staff=False)  # type: ignore[union-attr]
+    if actor.is_admin or actor.is_head:
+        return list(groups)
+    mine = _class_groups(actor)
+    return [g for g in groups if g.id in mine]
+
+
+def may_post_wide(actor: Actor) -> bool:
+    return actor.is_admin or actor.is_head
+
+
+# -- the dialog ----------------------------------------------------------------------
+
+
+async def post_command(message: Message, state: FSMContext, actor: Actor) -> None:
+    why = refusal(actor)
+    if why:
+        await message.answer(why)
+        return
+    await state.clear()
+    await state.set_state(PostForm.kind)
+    kb = InlineKeyboardBuilder()
+    for kind in PostKind:
+        kb.button(text=kind_label(kind), callback_data=ComposeCb(action="kind", value=kind.value))
+    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
+    kb.adjust(2)
+    await message.answer(_("<b>New post.</b> What is it? (/cancel stops at any step)"), reply_markup=kb.as_markup())
+
+
+async def choose_kind(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    if callback_data.value not in {k.value for k in PostKind} or refusal(actor):
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
+    await state.update_data(kind=callback_data.value, groups=[], wide=None, to_parents=True,
+                            to_students=actor.org.kind != OrgKind.KINDERGARTEN)  # type: ignore[union-attr]
+    await state.set_state(PostForm.audience)
+    await query.answer()
+    text, markup = await _audience_view(actor, repo, await state.get_data())
+    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+
+
+async def _audience_view(actor: Actor, repo: Repo, data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
+    kb = InlineKeyboardBuilder()
+    chosen = set(data["groups"])
+    groups = await postable_groups(actor, repo)
+    for group in groups:
+        mark = "☑️ " if group.id in chosen else "▫️ "
+        kb.button(text=mark + group.title, callback_data=ComposeCb(action="group", value=str(group.id)))
+    sizes = [2] * ((len(groups) + 1) // 2)
+    if data["kind"] != PostKind.SCHEDULE and may_post_wide(actor):
+        labels = {"org": _("the whole organisation"), "staff": _("all staff"), "parents": _("all parents")}
+        for wide in WIDE:
+            mark = "☑️ " if data["wide"] == wide else "▫️ "
+            kb.button(text=mark + labels[wide], callback_data=ComposeCb(action="wide", value=wide))
+        sizes += [1, 1, 1]
+    kb.button(text=("☑️ " if data["to_parents"] else "▫️ ") + _("parents"), callback_data=ComposeCb(action="parents"))
+    if actor.org.kind != OrgKind.KINDERGARTEN:  # type: ignore[union-attr]
+        kb.button(text=("☑️ " if data["to_students"] else "▫️ ") + _("students"), callback_data=ComposeCb(action="students"))
+        sizes.append(2)
+    else:
+        sizes.append(1)
+    kb.button(text=_("Next →"), callback_data=ComposeCb(action="next"))
+    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
+    sizes.append(2)
+    kb.adjust(*sizes)
+    return _("<b>{kind}.</b> To whom? Choose groups (and whom in them), then Next.").format(
+        kind=kind_label(data["kind"])
+    ), kb.as_markup()
+
+
+async def toggle_audience(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    data = await state.get_data()
+    if callback_data.action == "group":
+        allowed = {g.id for g in await postable_groups(actor, repo)}
+        if not callback_data.value.isdigit() or int(callback_data.value) not in allowed:
+            await query.answer(_("You cannot post to this group."), show_alert=True)
+            return
+        chosen = set(data["groups"]) ^ {int(callback_data.value)}
+        data.update(groups=sorted(chosen), wide=None)
+    elif callback_data.action == "wide":
+        if callback_data.value not in WIDE or not may_post_wide(actor) or data["kind"] == PostKind.SCHEDULE:
+            await query.answer(_("Only the head and administrators post to everyone."), show_alert=True)
+            return
+        data.update(wide=None if data["wide"] == callback_data.value else callback_data.value, groups=[])
+    elif callback_data.action == "parents":
+        data.update(to_parents=not data["to_parents"])
+    else:
+        data.update(to_students=not data["to_students"])
+    await state.set_data(data)
+    await query.answer()
+    text, markup = await _audience_view(actor, repo, data)
+    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+
+
+async def audience_done(query: CallbackQuery, state: FSMContext) -> None:
+    data = await state.get_data()
+    if not data["wide"] and (not data["groups"] or not (data["to_parents"] or data["to_students"])):
+        await query.answer(_("Choose at least one group, and parents or students."), show_alert=True)
+        return
+    await state.set_state(PostForm.content)
+    await query.answer()
+    prompts = {
+        PostKind.POLL: _("Send the question of the poll."),
+        PostKind.EVENT: _("Describe the event: send its text (a photo or document with a caption also works)."),
+        PostKind.SCHEDULE: _("Send the schedule: text, or a photo or document of it. It replaces the group's current one."),
+    }
+    prompt = prompts.get(PostKind(data["kind"]), _("Send the text — formatting and links are kept — or a photo, document or video with a caption."))
+    await query.message.edit_text(prompt)  # type: ignore[union-attr]
+
+
+def _content_of(message: Message) -> tuple[str, str | None, str | None]:
+    """(HTML text, media kind, file id) of what the author sent."""
+    if message.photo:
+        return message.html_text if message.caption else "", "photo", message.photo[-1].file_id
+    if message.document:
+        return message.html_text if message.caption else "", "document", message.document.file_id
+    if message.video:
+        return message.html_text if message.caption else "", "video", message.video.file_id
+    if message.text:
+        return message.html_text, None, None
+    return "", None, None
+
+
+async def got_content(message: Message, state: FSMContext) -> None:
+    data = await state.get_data()
+    text, media_kind, file_id = _content_of(message)
+    if not text and not file_id:
+        await message.answer(_("Please send text, or a photo, document or video. /cancel stops."))
+        return
+    if data["kind"] == PostKind.POLL and (media_kind or not text):
+        await message.answer(_("A poll's question is text. Please send it as a text message."))
+        return
+    limit = text_limit(media_kind)
+    if len(text) > limit:
+        await message.answer(
+            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(n=len(text), limit=limit)
+        )
+        return
+    await state.update_data(text=text, media_kind=media_kind, media_file_id=file_id)
+    if data["kind"] == PostKind.EVENT:
+        await state.set_state(PostForm.event_at)
+        await message.answer(_("When is it? Send the date and time, like <code>25.12 18:30</code>."))
+    elif data["kind"] == PostKind.POLL:
+        await state.set_state(PostForm.poll_options)
+        await message.answer(_("Send the answers, one per line (2 to 10)."))
+    else:
+        await _ask_options(message, state)
+
+
+async def got_event_at(message: Message, state: FSMContext, actor: Actor) -> None:
+    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    if moment is None:
+        await message.answer(hint or "")
+        return
+    await state.update_data(event_at=moment.isoformat())
+    await state.set_state(PostForm.place)
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Skip"), callback_data=ComposeCb(action="no_place"))
+    await message.answer(_("Where? Send the place or the online-lesson link, or Skip."), reply_markup=kb.as_markup())
+
+
+async def got_place(message: Message, state: FSMContext) -> None:
+    place = (message.text or "").strip()
+    if not 2 <= len(place) <= 500:
+        await message.answer(_("Please send the place as text of 2 to 500 characters, or press Skip."))
+        return
+    await state.update_data(place=place)
+    await _ask_options(message, state)
+
+
+async def skip_place(query: CallbackQuery, state: FSMContext) -> None:
+    await query.answer()
+    await state.update_data(place=None)
+    await _ask_options(query.message, state)  # type: ignore[arg-type]
+
+
+async def got_poll_options(message: Message, state: FSMContext) -> None:
+    options = [line.strip() for line in (message.text or "").splitlines() if line.strip()]
+    if not 2 <= len(options) <= MAX_OPTIONS or any(len(o) > 100 for o in options):
+        await message.answer(_("Send 2 to 10 answers, one per line, each up to 100 characters."))
+        return
+    if len({o.casefold() for o in options}) != len(options):
+        await message.answer(_("Two answers are the same. Please send each answer once."))
+        return
+    await state.update_data(options=options, multiple=False, anonymous=False, deadline_hours=0)
+    await state.set_state(PostForm.poll_settings)
+    text, markup = _poll_view(await state.get_data())
+    await message.answer(text, reply_markup=markup)
+
+
+DEADLINES = (0, 24, 72, 168)
+
+
+def _poll_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
+    kb = InlineKeyboardBuilder()
+    kb.button(text=_("Several answers") if data["multiple"] else _("One answer"), callback_data=ComposeCb(action="multiple"))
+    kb.button(text=_("Anonymous") if data["anonymous"] else _("With names"), callback_data=ComposeCb(action="anonymous"))
+    hours = data["deadline_hours"]
+    label = _("No deadline") if not hours else ngettext("Closes in {n} day", "Closes in {n} days", hours // 24).format(n=hours // 24)
+    kb.button(text="⏰ " + label, callback_data=ComposeCb(action="deadline"))
+    kb.button(text=_("Next →"), callback_data=ComposeCb(action="next"))
+    kb.adjust(2, 1, 1)
+    return _("How does the poll work? Press a button to change it."), kb.as_markup()
+
+
+async def toggle_poll(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext) -> None:
+    data = await state.get_data()
+    if callback_data.action == "multiple":
+        data["multiple"] = not data["multiple"]
+    elif callback_data.action == "anonymous":
+        data["anonymous"] = not data["anonymous"]
+    else:
+        data["deadline_hours"] = DEADLINES[(DEADLINES.index(data["deadline_hours"]) + 1) % len(DEADLINES)]
+    await state.set_data(data)
+    await query.answer()
+    text, markup = _poll_view(data)
+    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+
+
+async def poll_done(query: CallbackQuery, state: FSMContext) -> None:
+    await query.answer()
+    await _ask_options(query.message, state)  # type: ignore[arg-type]
+
+
+async def _ask_options(message: Message, state: FSMContext) -> None:
+    data = await state.get_data()
+    data.setdefault("ask_ack", False)
+    data.setdefault("urgent", False)
+    data.setdefault("ack_days", 0)
+    data.setdefault("reminders", list(DEFAULT_REMINDERS) if data["kind"] == PostKind.EVENT else [])
+    await state.set_data(data)
+    await state.set_state(PostForm.options)
+    text, markup = _options_view(data)
+    await message.answer(text, reply_markup=markup)
+
+
+ACK_DAYS = (0, 1, 3, 7)
+
+
+def reminder_label(minutes: int) -> str:
+    if minutes % 1440 == 0:
+        return ngettext("{n} day before", "{n} days before", minutes // 1440).format(n=minutes // 1440)
+    if minutes % 60 == 0:
+        return ngettext("{n} hour before", "{n} hours before", minutes // 60).format(n=minutes // 60)
+    return ngettext("{n} minute before", "{n} minutes before", minutes).format(n=minutes)
+
+
+def _options_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
+    kb = InlineKeyboardBuilder()
+    sizes = []
+    if data["kind"] != PostKind.POLL:
+        kb.button(text=("☑️ " if data["ask_ack"] else "▫️ ") + _("Ask to acknowledge"), callback_data=ComposeCb(action="ack"))
+        sizes.append(1)
+        if data["ask_ack"]:
+            days = data["ack_days"]
+            label = _("no deadline") if not days else ngettext("within {n} day", "within {n} days", days).format(n=days)
+            kb.button(text="⏰ " + _("Acknowledge: {when}").format(when=label), callback_data=ComposeCb(action="ack_days"))
+            sizes.append(1)
+    if data["kind"] == PostKind.EVENT:
+        for minutes in REMINDER_CHOICES:
+            mark = "☑️ " if minutes in data["reminders"] else "▫️ "
+            kb.button(text=mark + "⏰ " + reminder_label(minutes), callback_data=ComposeCb(action="remind", value=str(minutes)))
+        sizes.append(2)
+        sizes.append(2)
+    kb.button(text=("☑️ " if data["urgent"] else "▫️ ") + _("Urgent"), callback_data=ComposeCb(action="urgent"))
+    kb.button(text=_("👁 Preview"), callback_data=ComposeCb(action="preview"))
+    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
+    sizes += [1, 1, 1]
+    kb.adjust(*sizes)
+    return _("Options: press to switch them, then Preview."), kb.as_markup()
+
+
+async def toggle_option(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext) -> None:
+    data = await state.get_data()
+    action = callback_data.action
+    if action in ("ack", "ack_days") and data["kind"] == PostKind.POLL:
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
+    if action == "ack":
+        data["ask_ack"] = not data["ask_ack"]
+    elif action == "ack_days":
+        data["ack_days"] = ACK_DAYS[(ACK_DAYS.index(data["ack_days"]) + 1) % len(ACK_DAYS)]
+    elif action == "remind":
+        if data["kind"] != PostKind.EVENT or not callback_data.value.isdigit() or int(callback_data.value) not in REMINDER_CHOICES:
+            await query.answer(_("Please choose one of the buttons."), show_alert=True)
+            return
+        data["reminders"] = sorted(set(data["reminders"]) ^ {int(callback_data.value)}, reverse=True)
+    else:
+        data["urgent"] = not data["urgent"]
+    await state.set_data(data)
+    await query.answer()
+    text, markup = _options_view(data)
+    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+
+
+# -- preview and send ---------------------------------------------------------------------
+
+
+def draft_post(data: dict[str, Any], actor: Actor) -> Post:
+    """The post as it will be, not added to the database."""
+    now = utcnow()
+    post = Post(
+        id=0, org_id=actor.org.id, author_id=actor.person.id, kind=data["kind"],  # type: ignore[union-attr]
+        audience=data["wide"] or "groups", to_parents=data["to_parents"], to_students=data["to_students"],
+        text=data.get("text", ""), media_kind=data.get("media_kind"), media_file_id=data.get("media_file_id"),
+        ask_ack=data.get("ask_ack", False), urgent=data.get("urgent", False), state=PostState.SENT.value,
+        created_at=now, event_at=datetime.fromisoformat(data["event_at"]) if data.get("event_at") else None,
+        place=data.get("place"), poll_multiple=data.get("multiple", False),
+        poll_anonymous=data.get("anonymous", False),
+        poll_closes_at=now + timedelta(hours=data["deadline_hours"]) if data.get("deadline_hours") else None,
+        ack_due_at=now + timedelta(days=data["ack_days"]) if data.get("ask_ack") and data.get("ack_days") else None,
+        reminder_minutes=",".join(str(m) for m in data.get("reminders", [])) or None,
+    )
+    post.options = [PollOption(id=i, position=i, text=t) for i, t in enumerate(data.get("options", []))]
+    post.groups = [PostGroup(org_id=actor.org.id, group_id=g) for g in data["groups"]]  # type: ignore[union-attr]
+    return post
+
+
+async def preview(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    data = await state.get_data()
+    post = draft_post(data, actor)
+    people = await repo.post_recipients(post, data["groups"])
+    label = await audience_text(repo, post, actor.org)  # type: ignore[arg-type]
+    text = body(post, actor.org, actor.person.display_name, label)  # type: ignore[arg-type]
+    await state.set_state(PostForm.confirm)
+    await state.update_data(recipients=len(people))
+    await query.answer()
+    await query.message.edit_text(_("👁 <b>Preview</b> — this is how recipients will see it:"))  # type: ignore[union-attr]
+    # The same rendering the recipients get; its buttons only say it is a preview.
+    await query.bot(copy_method(post, query.from_user.id, text, keyboard(post)))  # type: ignore[union-attr]
+    note = "" if people else "\n" + _("Nobody is in this audience yet: the post will reach people who join later only through /schedule and /events.")
+    await query.message.answer(_("Send it?") + note, reply_markup=_confirm_markup(len(people)))  # type: ignore[union-attr]
+
+
+def _confirm_markup(recipients: int) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    kb.button(
+        text=ngettext("📨 Send to {n} person", "📨 Send to {n} people", recipients).format(n=recipients),
+        callback_data=ComposeCb(action="send"),
+    )
+    kb.button(text=_("🕒 Send later"), callback_data=ComposeCb(action="later"))
+    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+async def _checked_draft(query: CallbackQuery, data: dict[str, Any], actor: Actor, repo: Repo) -> bool:
+    """Every right again: the draft may be old or forged."""
+    why = refusal(actor)
+    allowed = {g.id for g in await postable_groups(actor, repo)}
+    if why or not set(data.get("groups", [])) <= allowed or (data.get("wide") and not may_post_wide(actor)):
+        await query.answer(why or _("You cannot post to this group."), show_alert=True)
+        return False
+    return True
+
+
+async def _store(data: dict[str, Any], actor: Actor, repo: Repo, *, scheduled_at: datetime | None = None) -> Post:
+    draft = draft_post(data, actor)
+    options = [o.text for o in draft.options]
+    draft.options = []
+    draft.id = None  # type: ignore[assignment]
+    if scheduled_at is not None:
+        draft.state, draft.scheduled_at = PostState.SCHEDULED.value, scheduled_at
+    post = await repo.add_post(draft, options)
+    fresh = await repo.post(post.id)  # with its options' ids
+    assert fresh is not None
+    return fresh
+
+
+async def send(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
+    data = await state.get_data()
+    await state.clear()
+    if not await _checked_draft(query, data, actor, repo):
+        return
+    post = await _store(data, actor, repo)
+    org = actor.org
+    assert org is not None
+    count = await publish(repo, post, org=org, author=actor.person, audience=await audience_text(repo, post, org),
+                          default_locale=settings.default_locale, now=utcnow())
+    text = ngettext("📨 Sent to {n} person. Your card below shows how it is going.",
+                    "📨 Sent to {n} people. Your card below shows how it is going.", count).format(n=count)
+    if not post.urgent and (until := quiet_until(org, utcnow())) is not None:
+        text += "\n" + _("It is quiet hours now: the messages go out at {when}.").format(when=local(until, org))
+    await query.answer()
+    await query.message.edit_text(text)  # type: ignore[union-attr]
+
+
+async def ask_later(query: CallbackQuery, state: FSMContext, actor: Actor) -> None:
+    zone = ZoneInfo(actor.org.timezone)  # type: ignore[union-attr]
+    tomorrow = (utcnow().astimezone(zone) + timedelta(days=1)).date()
+    kb = InlineKeyboardBuilder()
+    for hour in (8, 18):
+        moment = datetime(tomorrow.year, tomorrow.month, tomorrow.day, hour, 0, tzinfo=zone)
+        kb.button(text=_("Tomorrow at {time}").format(time=f"{hour:02d}:00"),
+                  callback_data=ComposeCb(action="at", value=str(int(moment.timestamp()))))
+    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
+    kb.adjust(2, 1)
+    await state.set_state(PostForm.send_at)
+    await query.answer()
+    await query.message.edit_text(  # type: ignore[union-attr]
+        _("When should it go out? Choose, or send a date and time like <code>25.12 08:00</code>."),
+        reply_markup=kb.as_markup(),
+    )
+
+
+async def later_chosen(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    if not callback_data.value.isdigit():
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
+    moment = datetime.fromtimestamp(int(callback_data.value), tz=timezone.utc)
+    await _schedule(query.message, query, state, actor, repo, moment)  # type: ignore[arg-type]
+
+
+async def later_typed(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    if moment is None:
+        await message.answer(hint or "")
+        return
+    await _schedule(message, None, state, actor, repo, moment)
+
+
+async def _schedule(
+    message: Message, query: CallbackQuery | None, state: FSMContext, actor: Actor, repo: Repo, moment: datetime
+) -> None:
+    if moment <= utcnow():
+        text = _("This time has already passed. Send a time in the future.")
+        if query is not None:
+            await query.answer(text, show_alert=True)
+        else:
+            await message.answer(text)
+        return
+    data = await state.get_data()
+    if data.get("event_at") and datetime.fromisoformat(data["event_at"]) <= moment:
+        text = _("That is after the event itself. Choose an earlier time.")
+        if query is not None:
+            await query.answer(text, show_alert=True)
+        else:
+            await message.answer(text)
+        return
+    await state.clear()
+    if query is not None and not await _checked_draft(query, data, actor, repo):
+        return
+    if query is None and refusal(actor):
+        await message.answer(refusal(actor) or "")
+        return
+    post = await _store(data, actor, repo, scheduled_at=moment)
+    await plan_scheduled_post(repo, post)
+    text = _("🕒 Scheduled for {when}. /scheduled lists your scheduled posts.").format(when=local(moment, actor.org))
+    if query is not None:
+        await query.answer()
+        await message.edit_text(text)
+    else:
+        await message.answer(text)
+
+
+async def cancel(query: CallbackQuery, state: FSMContext) -> None:
+    await state.clear()
+    await query.answer()
+    await query.message.edit_text(_("Cancelled. Nothing was sent."))  # type: ignore[union-attr]
+
+
+async def stale(query: CallbackQuery) -> None:
+    await query.answer(_("This post is already sent or cancelled. Send /post to start a new one."), show_alert=True)

@@ -1,0 +1,156 @@
+"""The first start of an ADMIN_IDS user with no organisation: name, kind,
+time zone, support contact — then the organisation and its staff room exist."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, Message
+from aiogram.utils.i18n import gettext as _
+
+from bot.actor import Actor
+from bot.menus import enqueue_menu
+from bot.settings import Settings
+from handlers.keyboards import SetupCb, org_kind_keyboard, single_button
+from handlers.texts import clean_name, kind_name, q
+from storage.models import MemberState, OrgKind, Role
+from storage.repo import Repo
+
+NOT_A_COMMAND = ~F.text.startswith("/")
+
+
+class SetupForm(StatesGroup):
+    name = State()
+    kind = State()
+    timezone = State()
+    contact = State()
+
+
+def create_router() -> Router:
+    router = Router(name="setup")
+    router.message.register(got_name, SetupForm.name, F.text, NOT_A_COMMAND)
+    router.callback_query.register(got_kind, SetupForm.kind, SetupCb.filter(F.action == "kind"))
+    router.message.register(got_timezone, SetupForm.timezone, F.text, NOT_A_COMMAND)
+    router.callback_query.register(default_timezone, SetupForm.timezone, SetupCb.filter(F.action == "tz_default"))
+    router.message.register(got_contact, SetupForm.contact, F.text, NOT_A_COMMAND)
+    router.callback_query.register(no_contact, SetupForm.contact, SetupCb.filter(F.action == "no_contact"))
+    return router
+
+
+def find_timezone(text: str) -> str | None:
+    """Accepts 'Europe/Moscow' in any case; None when it is not a known zone."""
+    wanted = text.strip().replace(" ", "_")
+    for name in available_timezones():
+        if name.lower() == wanted.lower():
+            try:
+                ZoneInfo(name)
+            except ZoneInfoNotFoundError:
+                return None
+            return name
+    return None
+
+
+async def got_name(message: Message, state: FSMContext, actor: Actor) -> None:
+    if not actor.is_config_admin:  # the state can only be reached by one, but check anyway
+        await state.clear()
+        return
+    name = clean_name(message.text)
+    if name is None:
+        await message.answer(_("Please send the organisation's name as text, 2 to 128 characters."))
+        return
+    await state.update_data(name=name)
+    await state.set_state(SetupForm.kind)
+    await message.answer(_("<b>2/4.</b> What kind of organisation is it?"), reply_markup=org_kind_keyboard())
+
+
+async def got_kind(query: CallbackQuery, callback_data: SetupCb, state: FSMContext, settings: Settings) -> None:
+    if callback_data.value not in {k.value for k in OrgKind}:
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
+    await state.update_data(kind=callback_data.value)
+    await state.set_state(SetupForm.timezone)
+    await query.answer()
+    await query.message.edit_text(  # type: ignore[union-attr]
+        _("<b>2/4.</b> Kind: {kind}").format(kind=kind_name(callback_data.value))
+    )
+    await query.message.answer(  # type: ignore[union-attr]
+        _(
+            "<b>3/4.</b> Which time zone is it in? Send its name, like <code>Asia/Yekaterinburg</code>, "
+            "or keep {zone}."
+        ).format(zone=settings.timezone),
+        reply_markup=single_button(_("Keep {zone}").format(zone=settings.timezone), SetupCb(action="tz_default")),
+    )
+
+
+async def got_timezone(message: Message, state: FSMContext) -> None:
+    zone = find_timezone(message.text or "")
+    if zone is None:
+        await message.answer(
+            _("I do not know the time zone «{text}». Send a name like <code>Europe/Moscow</code>.").format(
+                text=q((message.text or "")[:64])
+            )
+        )
+        return
+    await _ask_contact(message, state, zone)
+
+
+async def default_timezone(query: CallbackQuery, state: FSMContext, settings: Settings) -> None:
+    await query.answer()
+    await _ask_contact(query.message, state, settings.timezone)  # type: ignore[arg-type]
+
+
+async def _ask_contact(message: Message, state: FSMContext, zone: str) -> None:
+    await state.update_data(timezone=zone)
+    await state.set_state(SetupForm.contact)
+    await message.answer(
+        _(
+            "Time zone: {zone}.\n\n<b>4/4.</b> Who should people contact for help? "
+            "Send a phone, an e-mail or @username — /help will show it."
+        ).format(zone=zone),
+        reply_markup=single_button(_("Skip"), SetupCb(action="no_contact")),
+    )
+
+
+async def got_contact(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    contact = (message.text or "").strip()
+    if not 3 <= len(contact) <= 256:
+        await message.answer(_("Please send a contact of 3 to 256 characters, or press Skip."))
+        return
+    await _finish(message, state, actor, repo, contact)
+
+
+async def no_contact(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    await query.answer()
+    await _finish(query.message, state, actor, repo, None)  # type: ignore[arg-type]
+
+
+async def _finish(message: Message, state: FSMContext, actor: Actor, repo: Repo, contact: str | None) -> None:
+    data = await state.get_data()
+    await state.clear()
+    if not actor.is_config_admin or await repo.first_organisation() is not None:
+        # A second press, or someone else finished first: nothing twice.
+        await message.answer(_("The organisation is already set up. Send /start."))
+        return
+    org, staff = await repo.create_organisation(
+        name=data["name"],
+        kind=data["kind"],
+        timezone=data["timezone"],
+        support_contact=contact,
+        staff_title=_("Staff room"),
+    )
+    await repo.add_membership(
+        org_id=org.id, group_id=staff.id, person_id=actor.person.id, role=Role.ADMIN.value,
+        state=MemberState.ACTIVE.value,
+    )
+    repo.audit(org.id, actor.person.id, "org.setup", subject=f"org:{org.id}", detail=org.name)
+    actor.org = org
+    await enqueue_menu(repo, actor)
+    await message.answer(
+        _(
+            "✅ <b>{name}</b> is set up, with its staff room «{staff}».\n\n"
+            "Next: create groups with /groups, then invitations with /invite."
+        ).format(name=q(org.name), staff=q(staff.title))
+    )

@@ -1,0 +1,93 @@
+"""Small texts shared by several handlers: role and kind names, dates, names."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from aiogram import html
+from aiogram.utils.i18n import gettext as _
+
+from storage.models import Organisation, OrgKind, Role
+
+NAME_MAX = 128
+TITLE_MAX = 64
+
+
+def role_name(role: str) -> str:
+    names = {
+        Role.ADMIN: _("administrator"),
+        Role.HEAD: _("head"),
+        Role.TEACHER: _("teacher"),
+        Role.SPECIALIST: _("specialist"),
+        Role.PARENT: _("parent"),
+        Role.STUDENT: _("student"),
+    }
+    return names.get(Role(role), role)
+
+
+def kind_name(kind: str) -> str:
+    names = {
+        OrgKind.KINDERGARTEN: _("kindergarten"),
+        OrgKind.SCHOOL: _("school"),
+        OrgKind.CENTRE: _("after-school centre"),
+    }
+    return names.get(OrgKind(kind), kind)
+
+
+def local_time(moment: datetime, org: Organisation | None) -> str:
+    zone = ZoneInfo(org.timezone) if org is not None else None
+    return moment.astimezone(zone).strftime("%d.%m.%Y %H:%M")
+
+
+def clean_name(text: str | None, limit: int = NAME_MAX) -> str | None:
+    """A person's or group's name as typed, or None if it cannot be one."""
+    if not text:
+        return None
+    value = re.sub(r"\s+", " ", "".join(ch for ch in text if ch.isprintable())).strip()
+    if len(value) < 2 or len(value) > limit or value.startswith("/"):
+        return None
+    if not any(ch.isalpha() for ch in value):
+        return None
+    return value
+
+
+def q(text: str | None) -> str:
+    """Anything a user typed, quoted for HTML."""
+    return html.quote(text or "")
+
+
+_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%y %H:%M", "%Y-%m-%d %H:%M", "%d.%m %H:%M", "%d/%m %H:%M")
+
+
+def parse_local_time(text: str, zone: str, now: datetime) -> datetime | None:
+    """A date and time typed in the organisation's zone, as an aware UTC moment.
+
+    Without a year, the next such date from now is meant (in December, "05.01"
+    is next January). Returns None when it cannot be read.
+    """
+    value = re.sub(r"\s+", " ", text.strip().replace(",", " ")).replace("в ", "")
+    tz = ZoneInfo(zone)
+    local_now = now.astimezone(tz)
+    for fmt in _FORMATS:
+        try:
+            parsed = datetime.strptime(value, fmt)
+        except ValueError:
+            continue
+        if "%Y" not in fmt and "%y" not in fmt:
+            parsed = parsed.replace(year=local_now.year)
+            if parsed.replace(tzinfo=tz) < local_now - timedelta(days=1):
+                parsed = parsed.replace(year=local_now.year + 1)
+        return parsed.replace(tzinfo=tz).astimezone(timezone.utc)
+    return None
+
+
+def future_time(text: str, org: Organisation) -> tuple[datetime | None, str | None]:
+    """A typed date and time that must lie ahead: (the moment, None) or (None, what to tell the person)."""
+    moment = parse_local_time(text, org.timezone, datetime.now(timezone.utc))
+    if moment is None:
+        return None, _("I cannot read this date. Send it like <code>25.12 18:30</code> or <code>25.12.2026 18:30</code>.")
+    if moment <= datetime.now(timezone.utc):
+        return None, _("This time has already passed. Send a time in the future.")
+    return moment, None

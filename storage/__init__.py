@@ -1,0 +1,4 @@
+"""Storage: models, the engine and session factory, repositories, migrations.
+
+Imports nothing from `bot/` or `handlers/`.
+"""

@@ -1,0 +1,159 @@
+"""End to end, the everyday features with the real `python -m bot` process
+against the fake Bot API: what fell due while the bot was down goes out when
+it starts (a reminder within the grace period — and a stale one does not), a
+daily digest and opening a post from it, an absence notice reaching the
+teacher, and a private message relayed to a teacher and answered back.
+
+The database is prepared the way an upgrade would leave it: `python -m bot
+migrate`, then rows written directly, as if the bot had been running before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from aiogram.methods import SendMessage
+from sqlalchemy import insert
+
+from bot.outbox import dump_method
+from storage.db import create_engine, create_session_maker
+from storage.models import (
+    Delivery,
+    DueItem,
+    Group,
+    Guardianship,
+    Membership,
+    Organisation,
+    Person,
+    Post,
+    PostGroup,
+    Pupil,
+    utcnow,
+)
+from tests.fake_telegram import FakeTelegram
+from tests.test_e2e import BOT_USERNAME, OVERALL, ROOT, STARTUP, TOKEN, clean_env, running_bot
+
+ADMIN, TEACHER, PARENT, DIGEST_PARENT = 1001, 3001, 2001, 2002
+
+
+async def migrate(url: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "migrate", cwd=ROOT,
+        env=clean_env(BOT_TOKEN=TOKEN, DATABASE_URL=url), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+
+
+async def seed(url: str) -> dict[str, int]:
+    """A school as the bot would have left it: a teacher, two parents (one on a
+    daily digest), an event whose reminders fell due while the bot was down,
+    and an announcement held for the digest."""
+    engine = create_engine(url)
+    sm = create_session_maker(engine)
+    now = utcnow()
+    async with sm.begin() as s:
+        org = Organisation(name="Школа № 1", kind="school", timezone="Europe/Moscow", quiet_start=None, quiet_end=None,
+                           office_hours=None)
+        s.add(org)
+        await s.flush()
+        staff = Group(org_id=org.id, title="Учительская", kind="staff")
+        group = Group(org_id=org.id, title="5А", kind="class")
+        s.add_all([staff, group])
+        await s.flush()
+        people = {}
+        for tg, name, locale, digest in ((ADMIN, "Админ Школы", "en", None), (TEACHER, "Анна Смирнова", "en", None),
+                                         (PARENT, "Мария Иванова", "en", None), (DIGEST_PARENT, "Ольга Петрова", "en", "08:00")):
+            people[tg] = Person(telegram_id=tg, full_name=name, telegram_name=name, locale=locale, digest_at=digest)
+        s.add_all(people.values())
+        await s.flush()
+        s.add_all([
+            Membership(org_id=org.id, group_id=staff.id, person_id=people[ADMIN].id, role="admin", state="active"),
+            Membership(org_id=org.id, group_id=staff.id, person_id=people[TEACHER].id, role="teacher", state="active"),
+            Membership(org_id=org.id, group_id=group.id, person_id=people[TEACHER].id, role="teacher", state="active"),
+            Membership(org_id=org.id, group_id=group.id, person_id=people[PARENT].id, role="parent", state="active"),
+            Membership(org_id=org.id, group_id=group.id, person_id=people[DIGEST_PARENT].id, role="parent", state="active"),
+        ])
+        pupil = Pupil(org_id=org.id, group_id=group.id, full_name="Петя Иванов")
+        s.add(pupil)
+        await s.flush()
+        s.add(Guardianship(org_id=org.id, person_id=people[PARENT].id, pupil_id=pupil.id))
+        event = Post(org_id=org.id, author_id=people[TEACHER].id, kind="event", audience="groups", text="Утренник",
+                     state="sent", sent_at=now - timedelta(days=2), event_at=now + timedelta(minutes=55),
+                     place="Актовый зал", reminder_minutes="1440,60")
+        news = Post(org_id=org.id, author_id=people[TEACHER].id, kind="announcement", audience="groups",
+                    text="Родительское собрание в четверг", state="sent", sent_at=now - timedelta(hours=3))
+        s.add_all([event, news])
+        await s.flush()
+        s.add_all([PostGroup(org_id=org.id, post_id=event.id, group_id=group.id),
+                   PostGroup(org_id=org.id, post_id=news.id, group_id=group.id)])
+        # Missed while down: the hour-before reminder (5 minutes late: sent) and the
+        # day-before one (23 hours late: stale, skipped).
+        s.add_all([
+            DueItem(org_id=org.id, kind="event_reminder", ref_id=event.id, minutes=60,
+                    due_at=event.event_at - timedelta(minutes=60), key=f"event:{event.id}:60:x"),
+            DueItem(org_id=org.id, kind="event_reminder", ref_id=event.id, minutes=1440,
+                    due_at=event.event_at - timedelta(minutes=1440), key=f"event:{event.id}:1440:x"),
+            DueItem(org_id=org.id, kind="digest", ref_id=people[DIGEST_PARENT].id, due_at=now - timedelta(minutes=2),
+                    key=f"digest:{people[DIGEST_PARENT].id}:x"),
+        ])
+        # The announcement: delivered to one parent, held for the other's digest.
+        for tg, status in ((PARENT, "sent"), (DIGEST_PARENT, "held")):
+            method = SendMessage(chat_id=tg, text="Родительское собрание в четверг")
+            await s.execute(insert(Delivery).values(
+                org_id=org.id, chat_id=tg, method="sendMessage", payload=dump_method(method), topic="post",
+                ref_id=news.id, post_id=news.id, person_id=people[tg].id, status=status, attempts=0,
+                next_attempt_at=now, created_at=now, message_id=1 if status == "sent" else None))
+        ids = {"event": event.id, "news": news.id}
+    await engine.dispose()
+    return ids
+
+
+async def test_everyday_life_with_the_real_process(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'parta.db'}"
+    await migrate(url)
+    ids = await seed(url)
+    async with FakeTelegram(token=TOKEN, bot_username=BOT_USERNAME) as tg:
+        for uid, name in ((ADMIN, "Админ"), (TEACHER, "Anna"), (PARENT, "Maria"), (DIGEST_PARENT, "Olga")):
+            tg.add_user(uid, name, language_code="en", started=True)
+        async with running_bot(tg, tmp_path) as app:
+            async with asyncio.timeout(OVERALL):
+                # Start-up (imports, migrations) can take a while on a busy machine.
+                await app.until(lambda: tg.calls_to("getUpdates"), "the bot to start polling", STARTUP)
+                # == What fell due while the bot was down: the near reminder, once; not the stale one.
+                reminder = await app.message(PARENT, contains=("Reminder", "Утренник"))
+                await app.message(DIGEST_PARENT, contains=("Reminder", "Утренник"))
+                # == The digest, with a button that opens the held announcement.
+                digest = await app.message(DIGEST_PARENT, contains=("digest", "Родительское собрание"), button="dg:")
+                await app.press(DIGEST_PARENT, digest, f"dg:{ids['news']}")
+                await app.message(DIGEST_PARENT, after=digest.message_id, contains="Родительское собрание в четверг")
+
+                # == An absence notice reaches the teacher.
+                after = await app.say(PARENT, "/absent")
+                ask = await app.message(PARENT, after=after, button="abs:child")
+                await app.press(PARENT, ask, "abs:child")
+                when = await app.message(PARENT, after=after, button="abs:today")
+                await app.press(PARENT, when, "abs:today")
+                why = await app.message(PARENT, after=after, button="abs:none")
+                await app.press(PARENT, why, "abs:none")
+                await app.message(TEACHER, contains=("Петя Иванов", "5А"))
+
+                # == A private message to the teacher, answered with the Reply button.
+                after = await app.say(PARENT, "/write")
+                choose = await app.message(PARENT, after=after, button="w:to:")
+                await app.press(PARENT, choose, "w:to:")
+                await app.say(PARENT, "Добрый день! Можно забрать Петю в 15:00?")
+                relayed = await app.message(TEACHER, contains=("Мария Иванова", "забрать Петю"), button="rl:reply:")
+                await app.press(TEACHER, relayed, "rl:reply:")
+                await app.say(TEACHER, "Да, конечно.")
+                answer = await app.message(PARENT, contains=("Анна Смирнова", "Да, конечно."), button="rl:reply:")
+                assert answer
+
+            # Exactly once: the reminder, and nothing from the stale one.
+            reminders = [m for m in tg.bot_messages(PARENT) if "Reminder" in (m.text or "")]
+            assert len(reminders) == 1 and reminder.message_id == reminders[0].message_id
+            assert "skipped stale event_reminder" in app.log_text()
+        assert not tg.internal_errors

@@ -1,0 +1,148 @@
+"""The outbox: what is sent, what is retried, what is never retried, and the
+unit of work that makes a row exist only if its update committed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from aiogram.methods import EditMessageText, SendMessage
+from sqlalchemy import select, update
+
+from bot.outbox import MAX_ATTEMPTS, enqueue, settle_cards
+from storage.models import Delivery, Group, utcnow
+from storage.repo import Repo
+from tests.conftest import ADMIN
+from tests.flows import setup_org, to_english
+from tests.harness import Harness, only, texts
+
+
+async def add(app: Harness, chat_id: int, text: str = "hi", **kw) -> int:  # type: ignore[no-untyped-def]
+    async with app.session_maker.begin() as s:
+        row = enqueue(Repo(s), chat_id, SendMessage(chat_id=chat_id, text=text), org_id=None, **kw)
+        await s.flush()
+        return row.id
+
+
+async def row(app: Harness, row_id: int) -> Delivery:
+    async with app.session_maker() as s:
+        return await s.get(Delivery, row_id)  # type: ignore[return-value]
+
+
+async def make_due(app: Harness) -> None:
+    async with app.session_maker.begin() as s:
+        await s.execute(update(Delivery).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+
+
+async def test_sent_rows_record_the_message_id(app: Harness) -> None:
+    rid = await add(app, 77)
+    calls = await app.flush()
+    assert [c.chat_id for c in only(calls, SendMessage)] == [77]
+    r = await row(app, rid)
+    assert (r.status, r.message_id, r.attempts) == ("sent", 1000, 1)
+    assert await app.flush() == []  # sent once, never again
+
+
+async def test_blocked_user_is_unreachable_and_never_retried(app: Harness) -> None:
+    rid = await add(app, 77)
+    app.session.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
+    await app.flush()
+    await make_due(app)
+    assert await app.flush() == []
+    r = await row(app, rid)
+    assert r.status == "unreachable" and "blocked" in (r.error or "")
+
+
+async def test_chat_not_found_is_unreachable(app: Harness) -> None:
+    rid = await add(app, 77)
+    app.session.fail_next("sendMessage", 400, "Bad Request: chat not found")
+    await app.flush()
+    assert (await row(app, rid)).status == "unreachable"
+
+
+async def test_server_errors_retry_with_backoff_then_fail(app: Harness) -> None:
+    rid = await add(app, 77)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        app.session.fail_next("sendMessage", 502, "Bad Gateway")
+        await app.flush()
+        r = await row(app, rid)
+        assert r.attempts == attempt
+        if attempt < MAX_ATTEMPTS:
+            assert r.status == "pending" and r.next_attempt_at > utcnow()
+            assert await app.flush() == []  # not due yet: the backoff holds
+            await make_due(app)
+    assert (await row(app, rid)).status == "failed"
+
+
+async def test_a_retry_after_succeeds(app: Harness) -> None:
+    rid = await add(app, 77)
+    app.session.fail_next("sendMessage", 500, "Internal Server Error")
+    await app.flush()
+    await make_due(app)
+    await app.flush()
+    r = await row(app, rid)
+    assert (r.status, r.attempts, r.error) == ("sent", 2, None)
+
+
+async def test_429_waits_retry_after_without_spending_an_attempt(app: Harness) -> None:
+    rid = await add(app, 77)
+    app.session.fail_next("sendMessage", 429, "Too Many Requests: retry after 7", retry_after=7)
+    await app.flush()
+    r = await row(app, rid)
+    assert r.status == "pending" and r.attempts == 0
+    assert timedelta(seconds=5) < r.next_attempt_at - utcnow() <= timedelta(seconds=7)
+
+
+async def test_rows_left_sending_by_a_crash_are_sent_again(app: Harness) -> None:
+    rid = await add(app, 77)
+    async with app.session_maker.begin() as s:
+        await s.execute(update(Delivery).values(status="sending", attempts=1))
+    assert await app.flush() == []  # `sending` is never taken for `sent`…
+    await app.outbox.recover()  # …and at start-up it is sent again
+    await app.flush()
+    assert (await row(app, rid)).status == "sent"
+
+
+async def test_card_edits_wait_for_the_card_and_pending_cards_are_cancelled(app: Harness) -> None:
+    sent_card = await add(app, 77, "card", topic="t", ref_id=5)
+    await app.flush()
+    pending_card = await add(app, 78, "card", topic="t", ref_id=5)
+    async with app.session_maker.begin() as s:
+        await settle_cards(Repo(s), "t", 5, {77: "decided", 78: "decided"})
+    calls = await app.flush()
+    assert [(type(c).__name__, c.chat_id) for c in calls] == [("EditMessageText", 77)]
+    assert only(calls, EditMessageText)[0].message_id == 1000
+    assert (await row(app, pending_card)).status == "cancelled"
+    assert (await row(app, sent_card)).status == "sent"
+
+
+async def test_message_not_modified_counts_as_done(app: Harness) -> None:
+    await add(app, 77, "card", topic="t", ref_id=5)
+    await app.flush()
+    async with app.session_maker.begin() as s:
+        await settle_cards(Repo(s), "t", 5, "decided")
+    app.session.fail_next("editMessageText", 400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same")
+    await app.flush()
+    async with app.session_maker() as s:
+        edit = (await s.scalars(select(Delivery).where(Delivery.method == "editMessageText"))).one()
+    assert edit.status == "sent"
+
+
+async def test_an_update_that_fails_leaves_nothing_behind_and_the_user_is_answered(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup_org(app)
+    await to_english(app, ADMIN)
+    original = Repo.add_group
+
+    async def broken(self: Repo, org_id: int, title: str) -> Group:
+        await original(self, org_id, title)
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Repo, "add_group", broken)
+    await app.send(ADMIN, "/groups")
+    await app.press(ADMIN, "grp:new:0")
+    calls = await app.send(ADMIN, "Радуга")
+    assert "something went wrong" in texts(calls)[0]
+    async with app.session_maker() as s:
+        assert (await s.scalars(select(Group.title).where(Group.title == "Радуга"))).all() == []
