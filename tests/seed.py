@@ -74,16 +74,22 @@ async def seed_school(
     teacher_locale: str | None = "en",
     first_parent_tg: int = FIRST_PARENT_ID,
     parent_locale: str | None = None,
+    quiet_hours: tuple[str, str] | None = None,
 ) -> School:
     """An organisation (with its staff room), a class group, a verified teacher
     of the group and `parents` active parent members of it (Telegram ids
-    first_parent_tg, first_parent_tg + 1, ...)."""
+    first_parent_tg, first_parent_tg + 1, ...).
+
+    No quiet hours unless asked for: a test must not depend on the hour it runs at
+    (the product's default, 21:00-08:00, would hold every ordinary post of an
+    evening run until the morning)."""
     now = utcnow()
     async with session_maker.begin() as session:
         repo = Repo(session)
         org, _staff = await repo.create_organisation(
             name=org_name, kind=org_kind, timezone=timezone, support_contact=None, staff_title="Staff room"
         )
+        org.quiet_start, org.quiet_end = quiet_hours or (None, None)
         group = await repo.add_group(org.id, group_title)
         teacher = Person(telegram_id=teacher_tg, full_name=teacher_name, telegram_name=teacher_name,
                          locale=teacher_locale)
