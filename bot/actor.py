@@ -8,6 +8,7 @@ callback data).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from storage.models import (
     FAMILY_ROLES,
@@ -23,6 +24,9 @@ from storage.models import (
     Role,
 )
 
+if TYPE_CHECKING:
+    from storage.repo import Repo
+
 
 @dataclass
 class Actor:
@@ -31,6 +35,8 @@ class Actor:
     is_config_admin: bool
     locale: str
     memberships: list[Membership] = field(default_factory=list)
+    # The organisations the person belongs to (several on a municipal deployment).
+    org_ids: frozenset[int] = frozenset()
 
     @classmethod
     def build(
@@ -40,9 +46,17 @@ class Actor:
             m for m in person.memberships
             if m.state != MemberState.REMOVED and m.group.archived_at is None
         ]
-        # The organisation is the one the person belongs to; config admins with
-        # no membership act in the first organisation.
-        org = live[0].group.organisation if live else fallback_org
+        org_ids = frozenset(m.org_id for m in live)
+        # The organisation is the one the person chose with /org among those they
+        # belong to, else the first of them; config admins with no membership
+        # there act in the one they chose, else the first organisation.
+        chosen = [m for m in live if m.org_id == person.current_org_id]
+        if chosen:
+            org = chosen[0].group.organisation
+        elif fallback_org is not None and (not live or fallback_org.id == person.current_org_id):
+            org = fallback_org
+        else:
+            org = live[0].group.organisation if live else None
         if org is not None:
             live = [m for m in live if m.org_id == org.id]
         return cls(
@@ -51,7 +65,27 @@ class Actor:
             is_config_admin=person.telegram_id in admin_ids,
             locale=locale,
             memberships=live,
+            org_ids=org_ids,
         )
+
+    @staticmethod
+    async def fallback_org(repo: Repo, person: Person, admin_ids: frozenset[int]) -> Organisation | None:
+        """The organisation to act in when the memberships do not give it: the
+        first one for a person without any, the chosen one for a config admin."""
+        if person.current_org_id is not None and person.telegram_id in admin_ids and not any(
+            m.org_id == person.current_org_id for m in person.memberships
+        ):
+            return await repo.organisation(person.current_org_id)
+        return None if person.memberships else await repo.first_organisation()
+
+    def elsewhere(self, org_id: int | None) -> bool:
+        """It belongs to another organisation of this person's: /org switches to it."""
+        return org_id is not None and org_id in self.org_ids and (self.org is None or org_id != self.org.id)
+
+    @property
+    def can_switch_org(self) -> bool:
+        """/org: more than one organisation to act in, or a config admin (who may add one)."""
+        return self.is_config_admin or len(self.org_ids) > 1
 
     # -- roles -------------------------------------------------------------
 

@@ -39,6 +39,7 @@ def _descriptions() -> dict[str, str]:
         "write": _("Write to a teacher or the administration"),
         "stats": _("Statistics: do messages reach families"),
         "audit": _("What administrators did"),
+        "org": _("Organisations: choose, or add one"),
         "mydata": _("Everything the bot keeps about me"),
         "forget": _("Delete my data"),
     }
@@ -65,6 +66,8 @@ def command_names(actor: Actor) -> list[str]:
         names += HEAD
     if actor.is_admin:
         names += ADMIN_ONLY
+    if actor.can_switch_org:
+        names.append("org")
     return names + list(PRIVACY)
 
 

@@ -128,7 +128,7 @@ class ActorMiddleware(BaseMiddleware):
         today = utcnow().date()
         if person.last_seen_at is None or person.last_seen_at.date() != today:
             person.last_seen_at = utcnow()
-        fallback = None if person.memberships else await repo.first_organisation()
+        fallback = await Actor.fallback_org(repo, person, self.admin_ids)
         data["actor"] = Actor.build(
             person, fallback, self.admin_ids, person.locale or self.default_locale
         )

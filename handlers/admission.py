@@ -121,7 +121,7 @@ async def refresh_menu_of(repo: Repo, person: Person, admin_ids: frozenset[int],
     fresh = await repo.person_with_memberships(person.telegram_id)
     if fresh is None:
         return None
-    fallback = None if fresh.memberships else await repo.first_organisation()
+    fallback = await Actor.fallback_org(repo, fresh, admin_ids)
     actor = Actor.build(fresh, fallback, admin_ids, fresh.locale or default_locale)
     await enqueue_menu(repo, actor)
     return actor

@@ -84,6 +84,8 @@ async def start(
                 "An administrator has to verify you as a teacher before you can post or invite. "
                 "You will get a message here."
             )
+        if len(actor.org_ids - {actor.org.id}) > 0:
+            text += "\n\n" + _("You belong to other organisations too: /org switches between them.")
         text += "\n\n" + _("Your commands: /help")
         await message.answer(text)
         return

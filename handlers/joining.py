@@ -232,6 +232,8 @@ async def confirm(
         child_name=child,
         invitation_id=invitation.id,
     )
+    if actor.org_ids - {org.id}:
+        actor.person.current_org_id = org.id  # one more organisation: act in the one just joined
     fresh = await refresh_menu_of(repo, actor.person, settings.admin_ids, settings.default_locale)
     text = _("✅ Welcome! You are now in <b>{group}</b> as {role}.").format(
         group=q(invitation.group.title), role=role_name(invitation.role)
@@ -255,7 +257,9 @@ async def confirm(
 
 async def _already_member(actor: Actor, repo: Repo, invitation: Invitation, child: str | None) -> bool:
     """A parent may join the same group again for another child; nobody else may."""
-    if actor.membership_in(invitation.group_id, invitation.role) is None:
+    # Any live membership of the person, also in an organisation they do not act in now.
+    if not any(m.group_id == invitation.group_id and m.role == invitation.role and m.state != MemberState.REMOVED
+               for m in actor.person.memberships):
         return False
     if invitation.role != Role.PARENT or not child:
         return True

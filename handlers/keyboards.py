@@ -26,6 +26,11 @@ class SetupCb(CallbackData, prefix="setup"):
     value: str = ""
 
 
+class OrgCb(CallbackData, prefix="org"):
+    action: str  # use | new
+    org_id: int = 0
+
+
 class GroupCb(CallbackData, prefix="grp"):
     action: str  # list | open | new | rename | archive | archive_yes
     group_id: int = 0

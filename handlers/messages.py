@@ -25,7 +25,7 @@ from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.admission import admin_chats
-from handlers.texts import q, role_name
+from handlers.texts import other_org_alert, q, role_name
 from storage.models import Block, Organisation, Person, Relay, Role, utcnow
 from storage.repo import Repo
 
@@ -214,7 +214,8 @@ async def _addressed(query: CallbackQuery, relay_id: int, actor: Actor, repo: Re
     """The relay, if this person received it."""
     relay = await repo.relay(relay_id)
     if relay is None or actor.org is None or relay.org_id != actor.org.id:
-        await query.answer(_("This button is not for you."), show_alert=True)
+        elsewhere = relay is not None and actor.elsewhere(relay.org_id)
+        await query.answer(other_org_alert() if elsewhere else _("This button is not for you."), show_alert=True)
         return None
     if relay.recipient_id == actor.person.id or (relay.to_administration and actor.is_admin):
         return relay

@@ -36,8 +36,7 @@ from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
 from handlers.keyboards import confirm_keyboard
 from handlers import weekly
-from handlers.texts import future_time
-from handlers.texts import q
+from handlers.texts import future_time, other_org_alert, q
 from storage.models import DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -157,7 +156,8 @@ async def on_card(
     if post is None or actor.org is None or post.org_id != actor.org.id or not (
         is_author or (actor.is_admin and callback_data.action in ("refresh", "withdraw", "withdraw_yes"))
     ):
-        await query.answer(_("Only the author can do this."), show_alert=True)
+        elsewhere = post is not None and actor.elsewhere(post.org_id)
+        await query.answer(other_org_alert() if elsewhere else _("Only the author can do this."), show_alert=True)
         return
     if post.state == PostState.WITHDRAWN and callback_data.action != "refresh":
         await query.answer(_("This post is withdrawn."), show_alert=True)
@@ -327,7 +327,8 @@ async def _own_scheduled(query: CallbackQuery, post_id: int, actor: Actor, repo:
     if post is None or actor.org is None or post.org_id != actor.org.id or not (
         post.author_id == actor.person.id or actor.is_admin
     ):
-        await query.answer(_("Only the author can do this."), show_alert=True)
+        elsewhere = post is not None and actor.elsewhere(post.org_id)
+        await query.answer(other_org_alert() if elsewhere else _("Only the author can do this."), show_alert=True)
         return None
     if post.state != PostState.SCHEDULED:
         await query.answer(_("This post is no longer scheduled."), show_alert=True)

@@ -18,7 +18,7 @@ from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
 from handlers.admission import admin_chats, admit, refresh_menu_of
 from handlers.keyboards import AskCb, DecideCb, confirm_keyboard, decide_keyboard, groups_keyboard, roles_keyboard
-from handlers.texts import clean_name, q, role_name
+from handlers.texts import clean_name, other_org_alert, q, role_name
 from storage.models import FAMILY_ROLES, JoinRequest, Organisation, RequestState, Role
 from storage.repo import Repo
 
@@ -231,7 +231,8 @@ def outcome_text(request: JoinRequest, decider_name: str) -> str:
 async def decide(query: CallbackQuery, callback_data: DecideCb, actor: Actor, repo: Repo, settings: Settings) -> None:
     request = await repo.join_request(callback_data.request_id)
     if request is None or not actor.can_decide(request):
-        await query.answer(_("You cannot decide on this request."), show_alert=True)
+        elsewhere = request is not None and actor.elsewhere(request.org_id)
+        await query.answer(other_org_alert() if elsewhere else _("You cannot decide on this request."), show_alert=True)
         return
     approve = callback_data.action == "approve"
     state = RequestState.APPROVED if approve else RequestState.REJECTED

@@ -1,22 +1,28 @@
-"""The first start of an ADMIN_IDS user with no organisation: name, kind,
-time zone, support contact — then the organisation and its staff room exist."""
+"""Organisations. The first start of an ADMIN_IDS user with no organisation:
+name, kind, time zone, support contact — then the organisation and its staff
+room exist. /org: the same dialog adds another organisation (ADMIN_IDS users
+only: a municipal deployment serves several from one bot), and whoever
+belongs to several chooses the one they act in."""
 
 from __future__ import annotations
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from aiogram import F, Router
+from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.i18n import gettext as _
 
 from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
-from handlers.keyboards import SetupCb, org_kind_keyboard, single_button
+from handlers.admission import refresh_menu_of
+from handlers.keyboards import OrgCb, SetupCb, org_kind_keyboard, single_button
 from handlers.texts import clean_name, kind_name, q
-from storage.models import MemberState, OrgKind, Role
+from storage.models import MemberState, Organisation, OrgKind, Role
 from storage.repo import Repo
 
 NOT_A_COMMAND = ~F.text.startswith("/")
@@ -37,6 +43,9 @@ def create_router() -> Router:
     router.callback_query.register(default_timezone, SetupForm.timezone, SetupCb.filter(F.action == "tz_default"))
     router.message.register(got_contact, SetupForm.contact, F.text, NOT_A_COMMAND)
     router.callback_query.register(no_contact, SetupForm.contact, SetupCb.filter(F.action == "no_contact"))
+    router.message.register(org_command, Command("org"))
+    router.callback_query.register(use_org, OrgCb.filter(F.action == "use"))
+    router.callback_query.register(new_org, OrgCb.filter(F.action == "new"))
     return router
 
 
@@ -114,24 +123,26 @@ async def _ask_contact(message: Message, state: FSMContext, zone: str) -> None:
     )
 
 
-async def got_contact(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
+async def got_contact(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
     contact = (message.text or "").strip()
     if not 3 <= len(contact) <= 256:
         await message.answer(_("Please send a contact of 3 to 256 characters, or press Skip."))
         return
-    await _finish(message, state, actor, repo, contact)
+    await _finish(message, state, actor, repo, settings, contact)
 
 
-async def no_contact(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo) -> None:
+async def no_contact(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
     await query.answer()
-    await _finish(query.message, state, actor, repo, None)  # type: ignore[arg-type]
+    await _finish(query.message, state, actor, repo, settings, None)  # type: ignore[arg-type]
 
 
-async def _finish(message: Message, state: FSMContext, actor: Actor, repo: Repo, contact: str | None) -> None:
+async def _finish(
+    message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings, contact: str | None
+) -> None:
     data = await state.get_data()
     await state.clear()
-    if not actor.is_config_admin or await repo.first_organisation() is not None:
-        # A second press, or someone else finished first: nothing twice.
+    if not actor.is_config_admin or (not data.get("another") and await repo.first_organisation() is not None):
+        # Someone else set the first one up meanwhile: not twice.
         await message.answer(_("The organisation is already set up. Send /start."))
         return
     org, staff = await repo.create_organisation(
@@ -146,11 +157,84 @@ async def _finish(message: Message, state: FSMContext, actor: Actor, repo: Repo,
         state=MemberState.ACTIVE.value,
     )
     repo.audit(org.id, actor.person.id, "org.setup", subject=f"org:{org.id}", detail=org.name)
-    actor.org = org
-    await enqueue_menu(repo, actor)
+    if data.get("another"):
+        actor.person.current_org_id = org.id  # acting in the new one from now on
+        await refresh_menu_of(repo, actor.person, settings.admin_ids, settings.default_locale)
+    else:
+        actor.org = org
+        await enqueue_menu(repo, actor)
     await message.answer(
         _(
             "✅ <b>{name}</b> is set up, with its staff room «{staff}».\n\n"
             "Next: create groups with /groups, then invitations with /invite."
         ).format(name=q(org.name), staff=q(staff.title))
+    )
+
+
+# -- several organisations ----------------------------------------------------------
+
+
+async def _choosable(repo: Repo, actor: Actor) -> list[Organisation]:
+    """Where this person may act: every organisation for a config admin, else their own."""
+    return list(await repo.organisations(None if actor.is_config_admin else actor.org_ids))
+
+
+def _orgs_keyboard(orgs: list[Organisation], actor: Actor) -> InlineKeyboardMarkup:
+    kb = InlineKeyboardBuilder()
+    for org in orgs:
+        mark = "✅ " if actor.org is not None and org.id == actor.org.id else ""
+        kb.button(text=mark + org.name[:60], callback_data=OrgCb(action="use", org_id=org.id))
+    if actor.is_config_admin:
+        kb.button(text=_("➕ New organisation"), callback_data=OrgCb(action="new"))
+    kb.adjust(1)
+    return kb.as_markup()
+
+
+async def org_command(message: Message, actor: Actor, repo: Repo) -> None:
+    if not actor.can_switch_org:
+        if actor.org is not None and actor.is_member:
+            await message.answer(_("You belong to one organisation: {org}.").format(org=q(actor.org.name)))
+        else:
+            await message.answer(_("You do not belong to any organisation yet. Join one with its invitation code."))
+        return
+    orgs = await _choosable(repo, actor)
+    text = _("<b>Organisations.</b> You act in: {org}.").format(org=q(actor.org.name) if actor.org else "—")
+    text += "\n" + _("Choose the one to act in — your menu and lists follow it.")
+    if actor.is_config_admin:
+        text += "\n" + _("As the platform's administrator you can also add a new one.")
+    await message.answer(text, reply_markup=_orgs_keyboard(orgs, actor))
+
+
+async def use_org(
+    query: CallbackQuery, callback_data: OrgCb, actor: Actor, repo: Repo, state: FSMContext, settings: Settings
+) -> None:
+    chosen = next((o for o in await _choosable(repo, actor) if o.id == callback_data.org_id), None)
+    if chosen is None:
+        await query.answer(_("This organisation is not available to you."), show_alert=True)
+        return
+    await query.answer()
+    if actor.org is not None and actor.org.id == chosen.id:
+        await query.message.edit_text(_("You already act in {org}.").format(org=q(chosen.name)))  # type: ignore[union-attr]
+        return
+    await state.clear()  # a half-finished dialog belonged to the other organisation
+    actor.person.current_org_id = chosen.id
+    await refresh_menu_of(repo, actor.person, settings.admin_ids, settings.default_locale)
+    await query.message.edit_text(  # type: ignore[union-attr]
+        _("✅ You now act in <b>{org}</b>. Your menu is updated: /help").format(org=q(chosen.name))
+    )
+
+
+async def new_org(query: CallbackQuery, actor: Actor, state: FSMContext) -> None:
+    if not actor.is_config_admin:
+        await query.answer(_("Only the platform's administrators (ADMIN_IDS) add organisations."), show_alert=True)
+        return
+    await query.answer()
+    await state.clear()
+    await state.set_state(SetupForm.name)
+    await state.update_data(another=True)
+    await query.message.edit_text(  # type: ignore[union-attr]
+        _(
+            "A new organisation — four short steps, /cancel stops at any time.\n\n"
+            "<b>1/4.</b> What is it called? For example: Школа № 2"
+        )
     )

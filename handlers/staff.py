@@ -22,7 +22,7 @@ from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
 from handlers.admission import admin_chats, refresh_menu_of
 from handlers.keyboards import MembersCb, VerifyCb, confirm_keyboard, group_title, groups_keyboard
-from handlers.texts import clean_name, local_time, q, role_name
+from handlers.texts import clean_name, local_time, other_org_alert, q, role_name
 from storage.models import (
     STAFF_ROLES,
     VERIFIED_ROLES,
@@ -74,7 +74,8 @@ async def verify(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, re
         return
     membership = await repo.membership(callback_data.membership_id)
     if membership is None or membership.org_id != actor.org.id or membership.role not in VERIFIED_ROLES:  # type: ignore[union-attr]
-        await query.answer(_("This card is out of date."), show_alert=True)
+        elsewhere = membership is not None and actor.elsewhere(membership.org_id)
+        await query.answer(other_org_alert() if elsewhere else _("This card is out of date."), show_alert=True)
         return
     accept = callback_data.action == "yes"
     # Compare-and-swap on the card's membership: the first press wins.

@@ -15,6 +15,11 @@ NAME_MAX = 128
 TITLE_MAX = 64
 
 
+def other_org_alert() -> str:
+    """A button from another of the person's organisations (Actor.elsewhere)."""
+    return _("This is from another of your organisations. Switch to it with /org, then press again.")
+
+
 def role_name(role: str) -> str:
     names = {
         Role.ADMIN: _("administrator"),

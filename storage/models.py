@@ -155,6 +155,9 @@ class Person(Base):
     digest_at: Mapped[str | None] = mapped_column(String(5))
     # A teacher's own office hours "HH:MM-HH:MM"; None: the organisation's.
     office_hours: Mapped[str | None] = mapped_column(String(11))
+    # Several organisations on one bot (a municipal deployment): the one this
+    # person acts in now, chosen with /org; None: the first they belong to.
+    current_org_id: Mapped[int | None] = mapped_column(ForeignKey("organisation.id"))
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # at most daily, for "active"
     forgotten_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -120,6 +120,13 @@ class Repo:
     async def organisation(self, org_id: int) -> Organisation | None:
         return await self.session.get(Organisation, org_id)
 
+    async def organisations(self, org_ids: Iterable[int] | None = None) -> Sequence[Organisation]:
+        """All organisations (or those of `org_ids`), by name."""
+        stmt = select(Organisation).order_by(Organisation.name, Organisation.id)
+        if org_ids is not None:
+            stmt = stmt.where(Organisation.id.in_(list(org_ids)))
+        return (await self.session.scalars(stmt)).all()
+
     async def create_organisation(
         self, *, name: str, kind: str, timezone: str, support_contact: str | None, staff_title: str
     ) -> tuple[Organisation, Group]:
