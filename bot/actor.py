@@ -70,12 +70,16 @@ class Actor:
 
     @staticmethod
     async def fallback_org(repo: Repo, person: Person, admin_ids: frozenset[int]) -> Organisation | None:
-        """The organisation to act in when the memberships do not give it: the
-        first one for a person without any, the chosen one for a config admin."""
-        if person.current_org_id is not None and person.telegram_id in admin_ids and not any(
-            m.org_id == person.current_org_id for m in person.memberships
+        """The organisation to act in when the memberships do not give it: for a
+        config admin or a newcomer, the one they chose with /org; else, for a
+        newcomer, the first one."""
+        chosen = person.current_org_id
+        if chosen is not None and (person.telegram_id in admin_ids or not person.memberships) and not any(
+            m.org_id == chosen for m in person.memberships
         ):
-            return await repo.organisation(person.current_org_id)
+            org = await repo.organisation(chosen)
+            if org is not None:
+                return org
         return None if person.memberships else await repo.first_organisation()
 
     def elsewhere(self, org_id: int | None) -> bool:

@@ -99,6 +99,8 @@ async def start(
         text += "\n\n" + _("Your request to join {group} is waiting for a decision.").format(
             group=q(pending[0].group.title)
         )
+    if len(await repo.organisations()) > 1:
+        text += "\n\n" + _("This bot serves several organisations: /org to choose another one.")
     await message.answer(text, reply_markup=single_button(_("🙋 Ask to join"), AskCb(action="start")))
 
 

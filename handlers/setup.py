@@ -175,8 +175,9 @@ async def _finish(
 
 
 async def _choosable(repo: Repo, actor: Actor) -> list[Organisation]:
-    """Where this person may act: every organisation for a config admin, else their own."""
-    return list(await repo.organisations(None if actor.is_config_admin else actor.org_ids))
+    """Where this person may act: every organisation for a config admin and for
+    a newcomer (who chooses where to ask to join), else their own."""
+    return list(await repo.organisations(None if actor.is_config_admin or not actor.org_ids else actor.org_ids))
 
 
 def _orgs_keyboard(orgs: list[Organisation], actor: Actor) -> InlineKeyboardMarkup:
@@ -191,6 +192,15 @@ def _orgs_keyboard(orgs: list[Organisation], actor: Actor) -> InlineKeyboardMark
 
 
 async def org_command(message: Message, actor: Actor, repo: Repo) -> None:
+    if not actor.org_ids and not actor.is_config_admin:
+        orgs = await _choosable(repo, actor)
+        if len(orgs) > 1:  # a newcomer on a bot of several: where to ask to join
+            await message.answer(
+                _("This bot serves several organisations. Choose yours, then ask to join it with /start "
+                  "— or open the invitation link you were given."),
+                reply_markup=_orgs_keyboard(orgs, actor),
+            )
+            return
     if not actor.can_switch_org:
         if actor.org is not None and actor.is_member:
             await message.answer(_("You belong to one organisation: {org}.").format(org=q(actor.org.name)))
@@ -218,6 +228,11 @@ async def use_org(
         return
     await state.clear()  # a half-finished dialog belonged to the other organisation
     actor.person.current_org_id = chosen.id
+    if not actor.org_ids and not actor.is_config_admin:
+        await query.message.edit_text(  # type: ignore[union-attr]
+            _("✅ <b>{org}</b>. Send /start to ask to join it.").format(org=q(chosen.name))
+        )
+        return
     await refresh_menu_of(repo, actor.person, settings.admin_ids, settings.default_locale)
     await query.message.edit_text(  # type: ignore[union-attr]
         _("✅ You now act in <b>{org}</b>. Your menu is updated: /help").format(org=q(chosen.name))

@@ -158,3 +158,24 @@ async def test_a_card_from_the_other_organisation_says_to_switch_first(app: Harn
     async with app.session_maker() as s:
         assert await s.scalar(select(func.count()).select_from(Membership).join(
             PersonRow, PersonRow.id == Membership.person_id).where(PersonRow.telegram_id == OTHER.id)) == 1
+
+
+async def test_a_newcomer_chooses_the_organisation_to_ask_to_join(app: Harness) -> None:
+    from storage.models import JoinRequest
+    from tests.test_requests import ask
+
+    await setup_org(app)
+    await add_second_org(app)
+    g2 = await create_group(app, "1Б")
+    calls = await app.send(OTHER, "/start")
+    assert "Школа № 1" in texts(calls)[0] and "/org" in texts(calls)[0]
+    calls = await app.send(OTHER, "/org")
+    [menu] = only(calls, SendMessage)
+    assert "Школа № 1" in str(menu.reply_markup) and "Школа № 2" in str(menu.reply_markup)
+    assert "org:new" not in str(menu.reply_markup)
+    calls = await app.press_on(OTHER, menu, f"org:use:{await current_org(app, ADMIN)}")
+    assert "/start" in texts(calls)[-1]
+    calls = await ask(app, OTHER, "parent", g2, "Олег Петров", "Ваня Петров")
+    async with app.session_maker() as s:
+        [request] = (await s.scalars(select(JoinRequest))).all()
+        assert request.group_id == g2 and request.org_id == await current_org(app, ADMIN)
