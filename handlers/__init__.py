@@ -7,7 +7,7 @@ requests); every dialog lives in the private chat with the bot.
 
 from __future__ import annotations
 
-from aiogram import F, Router
+from aiogram import Router
 
 from handlers import (
     chats,
@@ -29,11 +29,12 @@ from handlers import (
     staff,
     weekly,
 )
+from handlers.filters import PRIVATE
 
 
 def create_router() -> Router:
     private = Router(name="private")
-    private.message.filter(F.chat.type == "private")
+    private.message.filter(PRIVATE)
     private.include_routers(
         # /cancel and /start <code> come before any dialog step, so they work in every state.
         joining.create_router(),

@@ -17,13 +17,13 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
+from handlers.filters import GROUP_CHATS, Migrated
 from handlers.keyboards import group_title
 from handlers.texts import q
 from storage.models import GroupKind, LinkedChat, MemberState
 from storage.repo import Repo
 
 log = logging.getLogger("parta.chats")
-GROUP_CHATS = F.chat.type.in_({"group", "supergroup"})
 
 
 class ChatCb(CallbackData, prefix="ch"):
@@ -38,7 +38,7 @@ def create_router() -> Router:
     router.message.register(in_private, Command("link", "unlink"))
     router.callback_query.register(link, ChatCb.filter(F.action == "link"))
     router.chat_join_request.register(join_request)
-    router.message.register(migrated, F.migrate_to_chat_id)
+    router.message.register(migrated, Migrated())
     router.my_chat_member.register(bot_membership)
     return router
 

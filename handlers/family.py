@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -23,11 +23,11 @@ from bot.outbox import enqueue
 from bot.posts import DigestCb, audience_text, body, copy_method, keyboard
 from bot.settings import Settings
 from bot.timeline import hhmm
+from handlers.filters import TEXT_INPUT
 from handlers.texts import q
 from storage.models import Absence, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 MAX_DAYS = 30
 REASONS = ("illness", "family", "vacation", "doctor")
 
@@ -49,10 +49,10 @@ def create_router() -> Router:
     router.callback_query.register(chose_child, AbsentCb.filter(F.action == "child"))
     router.callback_query.register(chose_day, AbsentCb.filter(F.action.in_({"today", "tomorrow"})))
     router.callback_query.register(ask_range, AbsentCb.filter(F.action == "range"))
-    router.message.register(got_range, AbsentForm.range, F.text, NOT_A_COMMAND)
+    router.message.register(got_range, StateFilter(AbsentForm.range), TEXT_INPUT)
     router.callback_query.register(chose_reason, AbsentCb.filter(F.action.in_({"reason", "none"})))
     router.callback_query.register(ask_reason, AbsentCb.filter(F.action == "other"))
-    router.message.register(got_reason, AbsentForm.reason, F.text, NOT_A_COMMAND)
+    router.message.register(got_reason, StateFilter(AbsentForm.reason), TEXT_INPUT)
     router.callback_query.register(withdraw, AbsentCb.filter(F.action == "withdraw"))
     router.message.register(absences_command, Command("absences"))
     router.callback_query.register(open_from_digest, DigestCb.filter())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -11,12 +11,12 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
+from handlers.filters import TEXT_INPUT
 from handlers.keyboards import GroupCb, confirm_keyboard, group_title
 from handlers.texts import TITLE_MAX, clean_name, q, role_name
 from storage.models import Group, GroupKind, utcnow
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 
 
 class GroupForm(StatesGroup):
@@ -29,7 +29,7 @@ def create_router() -> Router:
     router.callback_query.register(show_list, GroupCb.filter(F.action == "list"))
     router.callback_query.register(show_group, GroupCb.filter(F.action == "open"))
     router.callback_query.register(ask_title, GroupCb.filter(F.action.in_({"new", "rename"})))
-    router.message.register(got_title, GroupForm.title, F.text, NOT_A_COMMAND)
+    router.message.register(got_title, StateFilter(GroupForm.title), TEXT_INPUT)
     router.callback_query.register(ask_archive, GroupCb.filter(F.action == "archive"))
     router.callback_query.register(archive, GroupCb.filter(F.action == "archive_yes"))
     return router

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
@@ -20,6 +20,7 @@ from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
 from bot.throttle import WrongCodeThrottle
+from handlers.filters import TEXT_INPUT
 from handlers.admission import admit, ask_admins_to_verify, refresh_menu_of
 from handlers.invites import normalize_code
 from handlers.keyboards import JoinCb, confirm_keyboard, group_title, single_button
@@ -27,7 +28,6 @@ from handlers.texts import clean_name, q, role_name
 from storage.models import Invitation, MemberState, Role, utcnow
 from storage.repo import Repo, normalize_name
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 
 
 class JoinForm(StatesGroup):
@@ -40,10 +40,10 @@ def create_router() -> Router:
     router = Router(name="joining")
     router.message.register(start_with_code, CommandStart(deep_link=True))
     router.message.register(join_command, Command("join"))
-    router.message.register(got_name, JoinForm.name, F.text, NOT_A_COMMAND)
-    router.callback_query.register(keep_name, JoinForm.name, JoinCb.filter(F.action == "keep_name"))
-    router.message.register(got_child, JoinForm.child, F.text, NOT_A_COMMAND)
-    router.callback_query.register(confirm, JoinForm.confirm, JoinCb.filter(F.action == "confirm"))
+    router.message.register(got_name, StateFilter(JoinForm.name), TEXT_INPUT)
+    router.callback_query.register(keep_name, StateFilter(JoinForm.name), JoinCb.filter(F.action == "keep_name"))
+    router.message.register(got_child, StateFilter(JoinForm.child), TEXT_INPUT)
+    router.callback_query.register(confirm, StateFilter(JoinForm.confirm), JoinCb.filter(F.action == "confirm"))
     router.callback_query.register(cancel, JoinCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, JoinCb.filter())
     return router

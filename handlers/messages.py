@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -24,12 +24,12 @@ from bot.i18n import in_locale
 from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.timeline import hhmm
+from handlers.filters import NOT_A_COMMAND, PRIVATE
 from handlers.admission import admin_chats
 from handlers.texts import other_org_alert, q, role_name
 from storage.models import Block, Organisation, Person, Relay, Role, utcnow
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 # Room left for the "Message from …, parent of …" header.
 CAPTION_ROOM = 1024 - 300
 TEXT_ROOM = 4096 - 300
@@ -51,9 +51,9 @@ class RelayCb(CallbackData, prefix="rl"):
 
 def create_router() -> Router:
     router = Router(name="messages")
-    router.message.register(write_command, Command("write"), F.chat.type == "private")
+    router.message.register(write_command, Command("write"), PRIVATE)
     router.callback_query.register(chose_recipient, WriteCb.filter())
-    router.message.register(got_message, WriteForm.message, NOT_A_COMMAND)
+    router.message.register(got_message, StateFilter(WriteForm.message), NOT_A_COMMAND)
     router.callback_query.register(reply, RelayCb.filter(F.action == "reply"))
     router.callback_query.register(block, RelayCb.filter(F.action == "block"))
     return router

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -34,13 +34,13 @@ from bot.posts import (
 )
 from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
+from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
 from handlers import weekly
 from handlers.texts import future_time, other_org_alert, q
 from storage.models import DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 
 
 class EditForm(StatesGroup):
@@ -58,11 +58,11 @@ def create_router() -> Router:
     router.callback_query.register(acknowledge, PostCb.filter(F.action == "ack"))
     router.callback_query.register(vote, PostCb.filter(F.action == "vote"))
     router.callback_query.register(on_card, CardCb.filter())
-    router.message.register(got_edit, EditForm.text, NOT_A_COMMAND)
-    router.message.register(got_event_time, EditForm.event_at, F.text, NOT_A_COMMAND)
+    router.message.register(got_edit, StateFilter(EditForm.text), NOT_A_COMMAND)
+    router.message.register(got_event_time, StateFilter(EditForm.event_at), TEXT_INPUT)
     router.message.register(scheduled_command, Command("scheduled"))
     router.callback_query.register(on_scheduled, ScheduledCb.filter())
-    router.message.register(got_scheduled_time, EditForm.scheduled_at, F.text, NOT_A_COMMAND)
+    router.message.register(got_scheduled_time, StateFilter(EditForm.scheduled_at), TEXT_INPUT)
     router.message.register(schedule_command, Command("schedule"))
     router.message.register(events_command, Command("events"))
     return router

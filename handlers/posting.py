@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -34,11 +34,11 @@ from bot.posts import (
 )
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
 from bot.settings import Settings
-from handlers.texts import future_time, q
+from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
+from handlers.texts import future_time
 from storage.models import Group, GroupKind, OrgKind, PollOption, Post, PostGroup, PostKind, PostState, utcnow
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 MAX_OPTIONS = 10
 WIDE = ("org", "staff", "parents")
 
@@ -64,22 +64,22 @@ class ComposeCb(CallbackData, prefix="cmp"):
 def create_router() -> Router:
     router = Router(name="posting")
     router.message.register(post_command, Command("post"))
-    router.callback_query.register(choose_kind, PostForm.kind, ComposeCb.filter(F.action == "kind"))
-    router.callback_query.register(toggle_audience, PostForm.audience, ComposeCb.filter(F.action.in_({"group", "wide", "parents", "students"})))
-    router.callback_query.register(audience_done, PostForm.audience, ComposeCb.filter(F.action == "next"))
-    router.message.register(got_content, PostForm.content, NOT_A_COMMAND)
-    router.message.register(got_event_at, PostForm.event_at, F.text, NOT_A_COMMAND)
-    router.message.register(got_place, PostForm.place, F.text, NOT_A_COMMAND)
-    router.callback_query.register(skip_place, PostForm.place, ComposeCb.filter(F.action == "no_place"))
-    router.message.register(got_poll_options, PostForm.poll_options, F.text, NOT_A_COMMAND)
-    router.callback_query.register(toggle_poll, PostForm.poll_settings, ComposeCb.filter(F.action.in_({"multiple", "anonymous", "deadline"})))
-    router.callback_query.register(poll_done, PostForm.poll_settings, ComposeCb.filter(F.action == "next"))
-    router.callback_query.register(toggle_option, PostForm.options, ComposeCb.filter(F.action.in_({"ack", "ack_days", "remind", "urgent"})))
-    router.callback_query.register(preview, PostForm.options, ComposeCb.filter(F.action == "preview"))
-    router.callback_query.register(send, PostForm.confirm, ComposeCb.filter(F.action == "send"))
-    router.callback_query.register(ask_later, PostForm.confirm, ComposeCb.filter(F.action == "later"))
-    router.callback_query.register(later_chosen, PostForm.send_at, ComposeCb.filter(F.action == "at"))
-    router.message.register(later_typed, PostForm.send_at, F.text, NOT_A_COMMAND)
+    router.callback_query.register(choose_kind, StateFilter(PostForm.kind), ComposeCb.filter(F.action == "kind"))
+    router.callback_query.register(toggle_audience, StateFilter(PostForm.audience), ComposeCb.filter(F.action.in_({"group", "wide", "parents", "students"})))
+    router.callback_query.register(audience_done, StateFilter(PostForm.audience), ComposeCb.filter(F.action == "next"))
+    router.message.register(got_content, StateFilter(PostForm.content), NOT_A_COMMAND)
+    router.message.register(got_event_at, StateFilter(PostForm.event_at), TEXT_INPUT)
+    router.message.register(got_place, StateFilter(PostForm.place), TEXT_INPUT)
+    router.callback_query.register(skip_place, StateFilter(PostForm.place), ComposeCb.filter(F.action == "no_place"))
+    router.message.register(got_poll_options, StateFilter(PostForm.poll_options), TEXT_INPUT)
+    router.callback_query.register(toggle_poll, StateFilter(PostForm.poll_settings), ComposeCb.filter(F.action.in_({"multiple", "anonymous", "deadline"})))
+    router.callback_query.register(poll_done, StateFilter(PostForm.poll_settings), ComposeCb.filter(F.action == "next"))
+    router.callback_query.register(toggle_option, StateFilter(PostForm.options), ComposeCb.filter(F.action.in_({"ack", "ack_days", "remind", "urgent"})))
+    router.callback_query.register(preview, StateFilter(PostForm.options), ComposeCb.filter(F.action == "preview"))
+    router.callback_query.register(send, StateFilter(PostForm.confirm), ComposeCb.filter(F.action == "send"))
+    router.callback_query.register(ask_later, StateFilter(PostForm.confirm), ComposeCb.filter(F.action == "later"))
+    router.callback_query.register(later_chosen, StateFilter(PostForm.send_at), ComposeCb.filter(F.action == "at"))
+    router.message.register(later_typed, StateFilter(PostForm.send_at), TEXT_INPUT)
     router.callback_query.register(cancel, ComposeCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, ComposeCb.filter())
     return router

@@ -17,6 +17,7 @@ from aiogram.utils.i18n import gettext as _
 from bot.actor import Actor
 from bot.outbox import enqueue
 from bot.settings import Settings
+from handlers.filters import PRIVATE
 from handlers.keyboards import confirm_keyboard
 from storage.models import Role
 from storage.repo import Repo
@@ -28,8 +29,8 @@ class ForgetCb(CallbackData, prefix="fg"):
 
 def create_router() -> Router:
     router = Router(name="privacy")
-    router.message.register(mydata_command, Command("mydata"), F.chat.type == "private")
-    router.message.register(forget_command, Command("forget"), F.chat.type == "private")
+    router.message.register(mydata_command, Command("mydata"), PRIVATE)
+    router.message.register(forget_command, Command("forget"), PRIVATE)
     router.callback_query.register(forget, ForgetCb.filter(F.action == "yes"))
     router.callback_query.register(keep, ForgetCb.filter(F.action == "no"))
     return router

@@ -5,7 +5,7 @@ with Approve / Reject; the first decision wins and every copy follows."""
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.methods import SendMessage
@@ -16,13 +16,13 @@ from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
+from handlers.filters import TEXT_INPUT
 from handlers.admission import admin_chats, admit, refresh_menu_of
 from handlers.keyboards import AskCb, DecideCb, confirm_keyboard, decide_keyboard, groups_keyboard, roles_keyboard
 from handlers.texts import clean_name, other_org_alert, q, role_name
 from storage.models import FAMILY_ROLES, JoinRequest, Organisation, RequestState, Role
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 LIST_LIMIT = 10
 
 
@@ -37,11 +37,11 @@ class AskForm(StatesGroup):
 def create_router() -> Router:
     router = Router(name="requests")
     router.callback_query.register(ask_start, AskCb.filter(F.action == "start"))
-    router.callback_query.register(ask_role, AskForm.role, AskCb.filter(F.action == "role"))
-    router.callback_query.register(ask_group, AskForm.group, AskCb.filter(F.action == "group"))
-    router.message.register(got_name, AskForm.name, F.text, NOT_A_COMMAND)
-    router.message.register(got_child, AskForm.child, F.text, NOT_A_COMMAND)
-    router.callback_query.register(send_request, AskForm.confirm, AskCb.filter(F.action == "confirm"))
+    router.callback_query.register(ask_role, StateFilter(AskForm.role), AskCb.filter(F.action == "role"))
+    router.callback_query.register(ask_group, StateFilter(AskForm.group), AskCb.filter(F.action == "group"))
+    router.message.register(got_name, StateFilter(AskForm.name), TEXT_INPUT)
+    router.message.register(got_child, StateFilter(AskForm.child), TEXT_INPUT)
+    router.callback_query.register(send_request, StateFilter(AskForm.confirm), AskCb.filter(F.action == "confirm"))
     router.callback_query.register(ask_cancel, AskCb.filter(F.action == "cancel"))
     router.callback_query.register(ask_stale, AskCb.filter())
     router.callback_query.register(decide, DecideCb.filter(F.action.in_({"approve", "reject"})))

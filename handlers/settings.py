@@ -5,7 +5,7 @@ cut-off after which an absence notice for today is marked late."""
 from __future__ import annotations
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -15,9 +15,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
 from bot.timeline import parse_hhmm
+from handlers.filters import TEXT_INPUT
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 DIGEST_PRESETS = ("08:00", "12:00", "18:00", "20:00")
 QUIET_PRESETS = ("21:00-08:00", "22:00-07:00", "20:00-08:00", "off")
 CUTOFF_PRESETS = ("08:00", "09:00", "10:00")
@@ -43,10 +43,10 @@ def create_router() -> Router:
     router.callback_query.register(set_instant, SettingsCb.filter(F.action == "instant"))
     router.callback_query.register(set_digest, SettingsCb.filter(F.action == "digest"))
     router.callback_query.register(ask_digest, SettingsCb.filter(F.action == "digest_type"))
-    router.message.register(got_digest, TimeForm.digest, F.text, NOT_A_COMMAND)
+    router.message.register(got_digest, StateFilter(TimeForm.digest), TEXT_INPUT)
     router.callback_query.register(set_quiet, SettingsCb.filter(F.action == "quiet"))
     router.callback_query.register(ask_quiet, SettingsCb.filter(F.action == "quiet_type"))
-    router.message.register(got_quiet, QuietForm.typed, F.text, NOT_A_COMMAND)
+    router.message.register(got_quiet, StateFilter(QuietForm.typed), TEXT_INPUT)
     router.callback_query.register(set_cutoff, SettingsCb.filter(F.action == "cutoff"))
     router.callback_query.register(set_office, SettingsCb.filter(F.action == "office"))
     return router

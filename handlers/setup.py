@@ -9,23 +9,22 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
 from handlers.admission import refresh_menu_of
+from handlers.filters import TEXT_INPUT
 from handlers.keyboards import OrgCb, SetupCb, org_kind_keyboard, single_button
 from handlers.texts import clean_name, kind_name, q
 from storage.models import MemberState, Organisation, OrgKind, Role
 from storage.repo import Repo
-
-NOT_A_COMMAND = ~F.text.startswith("/")
 
 
 class SetupForm(StatesGroup):
@@ -37,12 +36,12 @@ class SetupForm(StatesGroup):
 
 def create_router() -> Router:
     router = Router(name="setup")
-    router.message.register(got_name, SetupForm.name, F.text, NOT_A_COMMAND)
-    router.callback_query.register(got_kind, SetupForm.kind, SetupCb.filter(F.action == "kind"))
-    router.message.register(got_timezone, SetupForm.timezone, F.text, NOT_A_COMMAND)
-    router.callback_query.register(default_timezone, SetupForm.timezone, SetupCb.filter(F.action == "tz_default"))
-    router.message.register(got_contact, SetupForm.contact, F.text, NOT_A_COMMAND)
-    router.callback_query.register(no_contact, SetupForm.contact, SetupCb.filter(F.action == "no_contact"))
+    router.message.register(got_name, StateFilter(SetupForm.name), TEXT_INPUT)
+    router.callback_query.register(got_kind, StateFilter(SetupForm.kind), SetupCb.filter(F.action == "kind"))
+    router.message.register(got_timezone, StateFilter(SetupForm.timezone), TEXT_INPUT)
+    router.callback_query.register(default_timezone, StateFilter(SetupForm.timezone), SetupCb.filter(F.action == "tz_default"))
+    router.message.register(got_contact, StateFilter(SetupForm.contact), TEXT_INPUT)
+    router.callback_query.register(no_contact, StateFilter(SetupForm.contact), SetupCb.filter(F.action == "no_contact"))
     router.message.register(org_command, Command("org"))
     router.callback_query.register(use_org, OrgCb.filter(F.action == "use"))
     router.callback_query.register(new_org, OrgCb.filter(F.action == "new"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -20,8 +20,9 @@ from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
+from handlers.filters import TEXT_INPUT
 from handlers.admission import admin_chats, refresh_menu_of
-from handlers.keyboards import MembersCb, VerifyCb, confirm_keyboard, group_title, groups_keyboard
+from handlers.keyboards import MembersCb, VerifyCb, confirm_keyboard, group_title
 from handlers.texts import clean_name, local_time, other_org_alert, q, role_name
 from storage.models import (
     STAFF_ROLES,
@@ -45,7 +46,7 @@ def create_router() -> Router:
     router.callback_query.register(show_blocks, MembersCb.filter(F.action == "blocks"))
     router.callback_query.register(member_card, MemberCb.filter(F.action == "card"))
     router.callback_query.register(ask_rename, MemberCb.filter(F.action == "rename"))
-    router.message.register(got_name, MemberForm.name, F.text, ~F.text.startswith("/"))
+    router.message.register(got_name, StateFilter(MemberForm.name), TEXT_INPUT)
     router.callback_query.register(ask_remove, MemberCb.filter(F.action == "remove"))
     router.callback_query.register(remove, MemberCb.filter(F.action == "remove_yes"))
     router.callback_query.register(ask_move, MemberCb.filter(F.action == "move"))

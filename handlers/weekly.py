@@ -4,6 +4,7 @@ optional reminder before each occurrence."""
 from __future__ import annotations
 
 from aiogram import F, Router
+from aiogram.filters import StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
@@ -13,12 +14,12 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
 from bot.timeline import parse_hhmm, plan_weekly
+from handlers.filters import TEXT_INPUT
 from handlers.posting import postable_groups, refusal
 from handlers.texts import TITLE_MAX, clean_name, q
 from storage.models import DueKind, WeeklyItem, utcnow
 from storage.repo import Repo
 
-NOT_A_COMMAND = ~F.text.startswith("/")
 REMIND_CHOICES = (0, 15, 30, 60, 120)
 
 
@@ -40,9 +41,9 @@ def create_router() -> Router:
     router = Router(name="weekly")
     router.callback_query.register(new_item, WeeklyCb.filter(F.action == "new"))
     router.callback_query.register(chose_group, WeeklyCb.filter(F.action == "group"))
-    router.message.register(got_title, WeeklyForm.title, F.text, NOT_A_COMMAND)
+    router.message.register(got_title, StateFilter(WeeklyForm.title), TEXT_INPUT)
     router.callback_query.register(chose_day, WeeklyCb.filter(F.action == "day"))
-    router.message.register(got_time, WeeklyForm.time, F.text, NOT_A_COMMAND)
+    router.message.register(got_time, StateFilter(WeeklyForm.time), TEXT_INPUT)
     router.callback_query.register(chose_remind, WeeklyCb.filter(F.action == "remind"))
     router.callback_query.register(delete_item, WeeklyCb.filter(F.action == "del"))
     return router

@@ -36,7 +36,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -568,7 +567,6 @@ async def test_card_edits_replace_each_other_instead_of_piling_up(tmp_path: Path
         tg.limits, w.outbox.per_chat_interval = None, 0  # quickly: the copies and the card are out
         await w.drain(timeout=20)
         tg.limits, w.outbox.per_chat_interval = RateLimits(), 1.0
-        teacher = w.school.teacher_tg
         edits_before = len(tg.calls_to("editMessageText"))
         assert w.outbox.on_progress is not None
         await w.outbox.start()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage, SetMyCommands
+from aiogram.methods import EditMessageText, SendMessage, SetMyCommands
 from sqlalchemy import select
 
-from bot.actor import Actor
 from bot.menus import ADMIN_ONLY, BASE, MEMBER, PRIVACY, STAFF
 from bot.menus import PARENT as PARENT_MENU
 from storage.models import AuditEntry, Group, Person as PersonRow
@@ -198,3 +197,25 @@ async def test_parent_cannot_see_members(app: Harness) -> None:
     calls = await app.press(PARENT, f"mem:group:{g}:0")
     assert answers(calls)[0].show_alert and "member lists" in answers(calls)[0].text or "участник" in answers(calls)[0].text
     assert not only(calls, EditMessageText)
+
+
+def test_every_filter_and_handler_runs_in_the_event_loop() -> None:
+    """aiogram runs a synchronous filter or handler in a worker thread
+    (asyncio.to_thread): a bare State or a magic F given as a filter costs a
+    thread hop on every check (handlers/filters.py). None may be registered."""
+    import handlers
+
+    root = handlers.create_router()
+    sync = []
+    for router in root.chain_tail:
+        for name, observer in router.observers.items():
+            for f in observer._handler.filters or []:  # the router-wide filters
+                if not f.awaitable:
+                    sync.append(f"{router.name}.{name} filter {f.callback!r}")
+            for handler in observer.handlers:
+                if not handler.awaitable:
+                    sync.append(f"{router.name}.{name} handler {handler.callback!r}")
+                sync += [f"{router.name}.{name} {handler.callback.__name__}: {f.callback!r}"
+                         for f in handler.filters or [] if not f.awaitable]
+    assert len(list(root.chain_tail)) > 15
+    assert not sync, "\n".join(sync)

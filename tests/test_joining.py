@@ -9,7 +9,7 @@ from aiogram.methods import EditMessageText, SendMessage, SendPhoto, SetMyComman
 from sqlalchemy import func, select, update
 
 from handlers.invites import ALPHABET, CODE_LENGTH, new_code, normalize_code, qr_png
-from storage.models import Guardianship, Invitation, Membership, Pupil, utcnow
+from storage.models import Guardianship, Invitation, Pupil, utcnow
 from tests.conftest import ADMIN
 from tests.flows import create_group, invitation, invite, join, memberships, setup_org, to_english
 from tests.harness import Harness, Person, answers, only, texts

@@ -7,7 +7,8 @@ from __future__ import annotations
 from aiogram.methods import AnswerCallbackQuery, SendMessage, SetMyCommands
 from sqlalchemy import func, select
 
-from storage.models import Group, Membership, Organisation, Person as PersonRow
+from storage.models import Group, Membership, Organisation
+from storage.models import Person as PersonRow
 from tests.conftest import ADMIN
 from tests.flows import create_group, invite, join, set_quiet_hours, setup_org
 from tests.harness import Harness, Person, button_data, only, texts
