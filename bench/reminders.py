@@ -60,6 +60,7 @@ import argparse
 import asyncio
 import bisect
 import functools
+import inspect
 import importlib.metadata
 import logging
 import os
@@ -209,10 +210,12 @@ class Probe:
         ("bot.scheduler", "Scheduler", "_batch"),
         ("storage.repo", "Repo", "claim_due"),
         ("sqlalchemy.ext.asyncio.session", "AsyncSession", "get"),
+        ("storage.repo", "Repo", "weekly_items_by_id"),
         ("storage.repo", "Repo", "people_in_role"),
         ("bot.scheduler", None, "notify"),
-        ("bot.scheduler", None, "plan_weekly"),
-        ("storage.repo", "Repo", "add_due"),
+        ("bot.scheduler", None, "next_weekly_reminder"),
+        ("storage.repo", "Repo", "add_deliveries"),
+        ("storage.repo", "Repo", "add_due_many"),
         ("sqlalchemy.ext.asyncio.session", "AsyncSession", "flush"),
         ("sqlalchemy.ext.asyncio.session", "AsyncSessionTransaction", "commit"),
         ("storage.repo", "Repo", "next_due_at"),
@@ -237,7 +240,15 @@ class Probe:
             finally:
                 probe.steps.setdefault(label, []).append(time.perf_counter() - t)
 
-        setattr(owner, attr, timed)
+        @functools.wraps(original)
+        def timed_sync(*args: Any, **kwargs: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                probe.steps.setdefault(label, []).append(time.perf_counter() - t)
+
+        setattr(owner, attr, timed if inspect.iscoroutinefunction(original) else timed_sync)
         self._undo.append((owner, attr, original))
 
     def _before(self, conn: Any, cursor: Any, statement: str, *_a: Any) -> None:

@@ -903,9 +903,15 @@ class Repo:
         keys = {i.key for i in items}
         existing = set(await self.session.scalars(select(DueItem.key).where(DueItem.key.in_(keys))))
         fresh = {i.key: i for i in items if i.key not in existing}
-        self.session.add_all(fresh.values())
         if fresh:
-            await self.session.flush()
+            # One statement for all (a burst of weekly reminders plans as many):
+            # the ORM would insert them one by one to learn each id.
+            now = utcnow()
+            await self.session.execute(insert(DueItem), [
+                {"org_id": i.org_id, "kind": i.kind, "ref_id": i.ref_id, "due_at": i.due_at, "key": i.key,
+                 "minutes": i.minutes, "state": i.state or DueState.PENDING.value, "created_at": now}
+                for i in fresh.values()
+            ])
             self.planned = True
         return len(fresh)
 
