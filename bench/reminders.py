@@ -60,8 +60,8 @@ import argparse
 import asyncio
 import bisect
 import functools
-import inspect
 import importlib.metadata
+import inspect
 import logging
 import os
 import platform

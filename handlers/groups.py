@@ -18,7 +18,6 @@ from storage.models import Group, GroupKind, utcnow
 from storage.repo import Repo
 
 
-
 class GroupForm(StatesGroup):
     title = State()
 

@@ -20,14 +20,13 @@ from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
 from bot.throttle import WrongCodeThrottle
-from handlers.filters import TEXT_INPUT
 from handlers.admission import admit, ask_admins_to_verify, refresh_menu_of
+from handlers.filters import TEXT_INPUT
 from handlers.invites import normalize_code
 from handlers.keyboards import JoinCb, confirm_keyboard, group_title, single_button
 from handlers.texts import clean_name, q, role_name
 from storage.models import Invitation, MemberState, Role, utcnow
 from storage.repo import Repo, normalize_name
-
 
 
 class JoinForm(StatesGroup):

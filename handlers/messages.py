@@ -24,8 +24,8 @@ from bot.i18n import in_locale
 from bot.outbox import enqueue
 from bot.settings import Settings
 from bot.timeline import hhmm
-from handlers.filters import NOT_A_COMMAND, PRIVATE
 from handlers.admission import admin_chats
+from handlers.filters import NOT_A_COMMAND, PRIVATE
 from handlers.texts import other_org_alert, q, role_name
 from storage.models import Block, Organisation, Person, Relay, Role, utcnow
 from storage.repo import Repo

@@ -11,15 +11,15 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.keyboard import InlineKeyboardBuilder
 from icalendar import Calendar, Event
 
 from bot.actor import Actor
 from bot.posts import (
     CardCb,
-    audience_text,
     PostCb,
+    audience_text,
     body,
     broadcast,
     card,
@@ -34,13 +34,12 @@ from bot.posts import (
 )
 from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
+from handlers import weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
-from handlers import weekly
 from handlers.texts import future_time, other_org_alert, q
 from storage.models import DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
-
 
 
 class EditForm(StatesGroup):

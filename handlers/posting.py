@@ -32,11 +32,21 @@ from bot.posts import (
     publish,
     text_limit,
 )
-from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
 from bot.settings import Settings
+from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.texts import future_time
-from storage.models import Group, GroupKind, OrgKind, PollOption, Post, PostGroup, PostKind, PostState, utcnow
+from storage.models import (
+    Group,
+    GroupKind,
+    OrgKind,
+    PollOption,
+    Post,
+    PostGroup,
+    PostKind,
+    PostState,
+    utcnow,
+)
 from storage.repo import Repo
 
 MAX_OPTIONS = 10

@@ -16,9 +16,16 @@ from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
-from handlers.filters import TEXT_INPUT
 from handlers.admission import admin_chats, admit, refresh_menu_of
-from handlers.keyboards import AskCb, DecideCb, confirm_keyboard, decide_keyboard, groups_keyboard, roles_keyboard
+from handlers.filters import TEXT_INPUT
+from handlers.keyboards import (
+    AskCb,
+    DecideCb,
+    confirm_keyboard,
+    decide_keyboard,
+    groups_keyboard,
+    roles_keyboard,
+)
 from handlers.texts import clean_name, other_org_alert, q, role_name
 from storage.models import FAMILY_ROLES, JoinRequest, Organisation, RequestState, Role
 from storage.repo import Repo

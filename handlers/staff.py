@@ -20,8 +20,8 @@ from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
-from handlers.filters import TEXT_INPUT
 from handlers.admission import admin_chats, refresh_menu_of
+from handlers.filters import TEXT_INPUT
 from handlers.keyboards import MembersCb, VerifyCb, confirm_keyboard, group_title
 from handlers.texts import clean_name, local_time, other_org_alert, q, role_name
 from storage.models import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Any
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -16,36 +16,36 @@ from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
 from storage.models import (
     STAFF_ROLES,
     Absence,
-    Block,
-    Lease,
-    LinkedChat,
-    ProcessedUpdate,
-    Relay,
     Acknowledgement,
     AuditEntry,
-    DueItem,
-    DueState,
-    WeeklyItem,
-    PollOption,
-    Post,
-    PostGroup,
-    PostKind,
-    PostState,
-    Vote,
+    Block,
     Delivery,
     DeliveryStatus,
+    DueItem,
+    DueState,
     Group,
     GroupKind,
     Guardianship,
     Invitation,
     JoinRequest,
+    Lease,
+    LinkedChat,
     Membership,
     MemberState,
     Organisation,
     Person,
+    PollOption,
+    Post,
+    PostGroup,
+    PostKind,
+    PostState,
+    ProcessedUpdate,
     Pupil,
+    Relay,
     RequestState,
     Role,
+    Vote,
+    WeeklyItem,
     utcnow,
 )
 

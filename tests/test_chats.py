@@ -29,8 +29,10 @@ from storage.models import (
     Delivery,
     LinkedChat,
     Organisation,
-    Person as PersonRow,
     Relay,
+)
+from storage.models import (
+    Person as PersonRow,
 )
 from tests.conftest import ADMIN
 from tests.flows import invite, join, memberships, staff_room_id, to_english
@@ -498,6 +500,21 @@ async def test_a_member_removed_from_the_class_is_taken_out_of_its_chat(app: Har
     assert only(calls, DeclineChatJoinRequest) and not only(calls, ApproveChatJoinRequest)
 
 
+async def test_a_parent_who_deletes_their_data_is_taken_out_of_the_class_chat(app: Harness) -> None:
+    a, _b = await school(app)
+    await link(app, ADMIN, a)
+    await app.flush()
+    await app.send(P1, "/forget")
+    calls = await app.press(P1, "fg:yes")
+    assert "🗑" in texts(calls)[-1]
+    sent = await app.flush()
+    kicks = [(type(c), c.chat_id, c.user_id) for c in sent if isinstance(c, (BanChatMember, UnbanChatMember))]
+    assert kicks == [(BanChatMember, CHAT.id, P1.id), (UnbanChatMember, CHAT.id, P1.id)]  # their real id
+    # Nobody they could be is let in again.
+    calls = await app.join_request(P1, CHAT)
+    assert only(calls, DeclineChatJoinRequest) and not only(calls, ApproveChatJoinRequest)
+
+
 async def test_a_staff_room_chat_and_a_teacher_leaving_the_staff(app: Harness) -> None:
     a, _b = await school(app)
     staff = await staff_room_id(app)
@@ -597,7 +614,8 @@ async def test_migration_unlink_and_the_bot_removed(app: Harness) -> None:
 async def test_a_teacher_sets_their_own_office_hours(app: Harness) -> None:
     """A teacher's own office hours win over the organisation's; a parent cannot set any."""
     from handlers.messages import office_note
-    from storage.models import Organisation, Person as PersonRow
+    from storage.models import Organisation
+    from storage.models import Person as PersonRow
     from tests.test_posting import P1, TEACHER, school
 
     await school(app)

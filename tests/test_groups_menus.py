@@ -7,9 +7,19 @@ from sqlalchemy import select
 
 from bot.menus import ADMIN_ONLY, BASE, MEMBER, PRIVACY, STAFF
 from bot.menus import PARENT as PARENT_MENU
-from storage.models import AuditEntry, Group, Person as PersonRow
+from storage.models import AuditEntry, Group
+from storage.models import Person as PersonRow
 from tests.conftest import ADMIN
-from tests.flows import create_group, group_id, invite, join, memberships, setup_org, staff_room_id, to_english
+from tests.flows import (
+    create_group,
+    group_id,
+    invite,
+    join,
+    memberships,
+    setup_org,
+    staff_room_id,
+    to_english,
+)
 from tests.harness import Harness, Person, answers, button_data, only, texts
 
 PARENT = Person(2001, "Мария")

@@ -180,3 +180,23 @@ async def test_a_newcomer_chooses_the_organisation_to_ask_to_join(app: Harness) 
     async with app.session_maker() as s:
         [request] = (await s.scalars(select(JoinRequest))).all()
         assert request.group_id == g2 and request.org_id == await current_org(app, ADMIN)
+
+
+async def test_the_only_admin_of_another_organisation_cannot_forget_themselves(app: Harness) -> None:
+    from tests.flows import staff_room_id
+
+    await setup_org(app)
+    code = await invite(app, ADMIN, await staff_room_id(app), "admin")
+    await join(app, OTHER, code, "Олег Админов")  # a second admin in the first school
+    await add_second_org(app)  # where ADMIN is the only one
+    await app.press(ADMIN, "org:use:1")  # acting where another admin remains
+    calls = await app.send(ADMIN, "/forget")
+    assert "last administrator" in texts(calls)[0] or "последний администратор" in texts(calls)[0]
+    calls = await app.press(ADMIN, "fg:yes")  # nor by the button
+    [alert] = only(calls, AnswerCallbackQuery)
+    assert alert.show_alert
+    async with app.session_maker() as s:
+        assert (await s.scalars(select(PersonRow.forgotten_at).where(PersonRow.telegram_id == ADMIN.id))).one() is None
+    # The other admin may leave: the first school keeps its first admin.
+    calls = await app.send(OTHER, "/forget")
+    assert only(calls, SendMessage)[0].reply_markup is not None
