@@ -17,14 +17,15 @@ from urllib.parse import urlsplit
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware
-from aiogram.exceptions import TelegramRetryAfter
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
+from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import DeleteWebhook, SetWebhook
 from aiogram.utils.i18n import I18n
-from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 import handlers
@@ -60,11 +61,35 @@ class RetryOnceAfter(BaseRequestMiddleware):
             return await make_request(bot, method)
 
 
+class UnchangedIsDone(BaseRequestMiddleware):
+    """Telegram refuses an edit that changes nothing ("message is not
+    modified"): the second press of the same button, a setting already
+    chosen. The message already shows what the handler wanted, so that is
+    done, not an error that would undo the update and say "Sorry"."""
+
+    EDITS = frozenset({"editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia"})
+
+    async def __call__(self, make_request, bot, method):  # type: ignore[no-untyped-def]
+        try:
+            return await make_request(bot, method)
+        except TelegramBadRequest as e:
+            if method.__api_method__ in self.EDITS and "message is not modified" in e.message:
+                return True
+            raise
+
+
+def answering(session: BaseSession) -> BaseSession:
+    """The middlewares of the bot that answers people directly (not the outbox's)."""
+    session.middleware(RetryOnceAfter())
+    session.middleware(UnchangedIsDone())
+    return session
+
+
 def create_bot(settings: Settings, session: AiohttpSession | None = None, *, interactive: bool = False) -> Bot:
     if session is None:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     if interactive:
-        session.middleware(RetryOnceAfter())
+        answering(session)
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -173,8 +198,8 @@ async def run(settings: Settings) -> None:
 def webhook_app(settings: Settings, dp: Dispatcher, bot: Bot):  # type: ignore[no-untyped-def]
     """The worker's aiohttp application: Telegram's POSTs at the webhook path
     (a wrong secret token gets 401), and GET /healthz for the proxy."""
-    from aiohttp import web
     from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+    from aiohttp import web
 
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     app = web.Application()

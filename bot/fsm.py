@@ -11,8 +11,8 @@ is a short transaction of its own."""
 from __future__ import annotations
 
 import json
-from contextvars import ContextVar
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from aiogram.fsm.state import State
@@ -21,7 +21,6 @@ from aiogram.fsm.storage.memory import SimpleEventIsolation
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage.models import FsmState, utcnow
-
 
 # The unit of work's session while an update is being handled (set by bot.middlewares).
 update_session: ContextVar[AsyncSession | None] = ContextVar("update_session", default=None)

@@ -16,12 +16,11 @@ import asyncio
 import functools
 import logging
 import time
-from datetime import datetime, timedelta
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiogram import Bot
-from aiolimiter import AsyncLimiter
 from aiogram.client.default import Default
 from aiogram.exceptions import (
     TelegramBadRequest,
@@ -47,6 +46,7 @@ from aiogram.methods import (
     UnbanChatMember,
 )
 from aiogram.types import Message
+from aiolimiter import AsyncLimiter
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 

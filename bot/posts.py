@@ -33,7 +33,18 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot.i18n import in_locale
 from bot.outbox import dump_method, enqueue
 from bot.timeline import next_daily, plan_post, quiet_until
-from storage.models import DeliveryStatus, DueItem, DueKind, Organisation, Person, Post, PostKind, PostState, utcnow
+from storage.models import (
+    DbInt,
+    DeliveryStatus,
+    DueItem,
+    DueKind,
+    Organisation,
+    Person,
+    Post,
+    PostKind,
+    PostState,
+    utcnow,
+)
 from storage.repo import Repo
 
 TEXT_LIMIT = 4096
@@ -46,21 +57,21 @@ class PostCb(CallbackData, prefix="p"):
     """A recipient's button on a copy: acknowledge or vote."""
 
     action: str  # ack | vote
-    post_id: int
-    option_id: int = 0
+    post_id: DbInt
+    option_id: DbInt = 0
 
 
 class DigestCb(CallbackData, prefix="dg"):
     """A reader opens one post of their digest."""
 
-    post_id: int
+    post_id: DbInt
 
 
 class CardCb(CallbackData, prefix="pc"):
     """The author's card."""
 
     action: str  # refresh | renotify | pending | edit | withdraw | withdraw_yes | close
-    post_id: int
+    post_id: DbInt
 
 
 def kind_label(kind: str) -> str:

@@ -41,7 +41,16 @@ from bot.posts import (
     publish,
 )
 from bot.timeline import next_weekly_reminder, quiet_until
-from storage.models import DeliveryStatus, DueItem, DueKind, DueState, PostKind, PostState, Role, utcnow
+from storage.models import (
+    DeliveryStatus,
+    DueItem,
+    DueKind,
+    DueState,
+    PostKind,
+    PostState,
+    Role,
+    utcnow,
+)
 from storage.repo import Repo
 
 log = logging.getLogger("parta.scheduler")

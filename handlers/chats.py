@@ -20,7 +20,7 @@ from bot.actor import Actor
 from handlers.filters import GROUP_CHATS, Migrated
 from handlers.keyboards import group_title
 from handlers.texts import q
-from storage.models import GroupKind, LinkedChat, MemberState
+from storage.models import DbInt, GroupKind, LinkedChat, MemberState
 from storage.repo import Repo
 
 log = logging.getLogger("parta.chats")
@@ -28,7 +28,7 @@ log = logging.getLogger("parta.chats")
 
 class ChatCb(CallbackData, prefix="ch"):
     action: str  # link
-    group_id: int
+    group_id: DbInt
 
 
 def create_router() -> Router:

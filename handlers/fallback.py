@@ -11,14 +11,14 @@ from aiogram.utils.i18n import gettext as _
 
 from handlers.family import AbsentForm
 from handlers.groups import GroupForm
-from handlers.messages import WriteForm
-from handlers.staff import MemberForm
 from handlers.joining import JoinForm
+from handlers.messages import WriteForm
 from handlers.post_actions import EditForm
 from handlers.posting import PostForm
 from handlers.requests import AskForm
-from handlers.setup import SetupForm
 from handlers.settings import QuietForm, TimeForm
+from handlers.setup import SetupForm
+from handlers.staff import MemberForm
 from handlers.weekly import WeeklyForm
 
 

@@ -25,7 +25,7 @@ from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.filters import TEXT_INPUT
 from handlers.texts import q
-from storage.models import Absence, PostKind, PostState, Role, utcnow
+from storage.models import Absence, DbInt, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
 MAX_DAYS = 30
@@ -39,7 +39,7 @@ class AbsentForm(StatesGroup):
 
 class AbsentCb(CallbackData, prefix="abs"):
     action: str  # child | today | tomorrow | range | reason | other | withdraw
-    value: int = 0
+    value: DbInt = 0
     code: str = ""
 
 

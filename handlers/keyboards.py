@@ -14,7 +14,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from handlers.texts import kind_name, role_name
-from storage.models import Group, GroupKind, OrgKind, Role
+from storage.models import DbInt, Group, GroupKind, OrgKind, Role
 
 
 class LangCb(CallbackData, prefix="lang"):
@@ -28,25 +28,25 @@ class SetupCb(CallbackData, prefix="setup"):
 
 class OrgCb(CallbackData, prefix="org"):
     action: str  # use | new
-    org_id: int = 0
+    org_id: DbInt = 0
 
 
 class GroupCb(CallbackData, prefix="grp"):
     action: str  # list | open | new | rename | archive | archive_yes
-    group_id: int = 0
+    group_id: DbInt = 0
 
 
 class InviteCb(CallbackData, prefix="inv"):
     action: str  # group | role | days | make
-    group_id: int = 0
+    group_id: DbInt = 0
     role: str = ""
-    days: int = 0
-    uses: int = 0
+    days: DbInt = 0
+    uses: DbInt = 0
 
 
 class InvitesCb(CallbackData, prefix="invs"):
     action: str  # revoke | all | all_yes | list
-    invitation_id: int = 0
+    invitation_id: DbInt = 0
 
 
 class JoinCb(CallbackData, prefix="join"):
@@ -56,23 +56,23 @@ class JoinCb(CallbackData, prefix="join"):
 class AskCb(CallbackData, prefix="ask"):
     action: str  # start | role | group | confirm | cancel
     role: str = ""
-    group_id: int = 0
+    group_id: DbInt = 0
 
 
 class DecideCb(CallbackData, prefix="req"):
     action: str  # approve | reject
-    request_id: int
+    request_id: DbInt
 
 
 class VerifyCb(CallbackData, prefix="ver"):
     action: str  # yes | no
-    membership_id: int
+    membership_id: DbInt
 
 
 class MembersCb(CallbackData, prefix="mem"):
     action: str  # group | blocks | admin | admin_yes
-    group_id: int = 0
-    person_id: int = 0
+    group_id: DbInt = 0
+    person_id: DbInt = 0
 
 
 INVITE_DAYS = (1, 7, 14, 30)

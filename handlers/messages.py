@@ -27,7 +27,7 @@ from bot.timeline import hhmm
 from handlers.admission import admin_chats
 from handlers.filters import NOT_A_COMMAND, PRIVATE
 from handlers.texts import other_org_alert, q, role_name
-from storage.models import Block, Organisation, Person, Relay, Role, utcnow
+from storage.models import Block, DbInt, Organisation, Person, Relay, Role, utcnow
 from storage.repo import Repo
 
 # Room left for the "Message from …, parent of …" header.
@@ -41,12 +41,12 @@ class WriteForm(StatesGroup):
 
 class WriteCb(CallbackData, prefix="w"):
     action: str  # to | admins
-    person_id: int = 0
+    person_id: DbInt = 0
 
 
 class RelayCb(CallbackData, prefix="rl"):
     action: str  # reply | block
-    relay_id: int
+    relay_id: DbInt
 
 
 def create_router() -> Router:

@@ -16,7 +16,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
 from handlers.texts import local_time, q, role_name
-from storage.models import DeliveryStatus, Role, utcnow
+from storage.models import DbInt, DeliveryStatus, Role, utcnow
 from storage.repo import Repo
 
 PAGE = 10
@@ -28,7 +28,7 @@ class StatsCb(CallbackData, prefix="st"):
 
 class AuditCb(CallbackData, prefix="au"):
     action: str  # page | csv
-    offset: int = 0
+    offset: DbInt = 0
 
 
 def create_router() -> Router:

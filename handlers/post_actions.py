@@ -38,7 +38,7 @@ from handlers import weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
 from handlers.texts import future_time, other_org_alert, q
-from storage.models import DueKind, Post, PostKind, PostState, Role, utcnow
+from storage.models import DbInt, DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
 
@@ -297,7 +297,7 @@ async def got_event_time(message: Message, state: FSMContext, actor: Actor, repo
 
 class ScheduledCb(CallbackData, prefix="sch"):
     action: str  # cancel | time
-    post_id: int
+    post_id: DbInt
 
 
 async def scheduled_command(message: Message, actor: Actor, repo: Repo) -> None:

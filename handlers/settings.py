@@ -16,6 +16,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot.actor import Actor
 from bot.timeline import parse_hhmm
 from handlers.filters import TEXT_INPUT
+from storage.models import DbInt
 from storage.repo import Repo
 
 DIGEST_PRESETS = ("08:00", "12:00", "18:00", "20:00")
@@ -34,7 +35,7 @@ class TimeForm(StatesGroup):
 
 class SettingsCb(CallbackData, prefix="set"):
     action: str  # instant | digest | digest_type | quiet | quiet_type | cutoff | office
-    index: int = 0  # which preset (":" cannot travel in callback data)
+    index: DbInt = 0  # which preset (":" cannot travel in callback data)
 
 
 def create_router() -> Router:

@@ -27,6 +27,7 @@ from handlers.texts import clean_name, local_time, other_org_alert, q, role_name
 from storage.models import (
     STAFF_ROLES,
     VERIFIED_ROLES,
+    DbInt,
     GroupKind,
     LinkedChat,
     Membership,
@@ -145,10 +146,10 @@ class MemberCb(CallbackData, prefix="mb"):
     """An admin's action on one member of one group."""
 
     action: str  # card | rename | remove | remove_yes | move | move_yes
-    group_id: int
-    person_id: int
-    value: int = 0  # a pupil
-    target: int = 0  # the group a pupil moves to
+    group_id: DbInt
+    person_id: DbInt
+    value: DbInt = 0  # a pupil
+    target: DbInt = 0  # the group a pupil moves to
 
 
 def _viewable(actor: Actor) -> bool:

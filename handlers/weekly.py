@@ -17,7 +17,7 @@ from bot.timeline import parse_hhmm, plan_weekly
 from handlers.filters import TEXT_INPUT
 from handlers.posting import postable_groups, refusal
 from handlers.texts import TITLE_MAX, clean_name, q
-from storage.models import DueKind, WeeklyItem, utcnow
+from storage.models import DbInt, DueKind, WeeklyItem, utcnow
 from storage.repo import Repo
 
 REMIND_CHOICES = (0, 15, 30, 60, 120)
@@ -30,7 +30,7 @@ class WeeklyForm(StatesGroup):
 
 class WeeklyCb(CallbackData, prefix="wk"):
     action: str  # new | group | day | remind | del
-    value: int = 0
+    value: DbInt = 0
 
 
 def weekday_name(day: int) -> str:

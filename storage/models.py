@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime, timezone
+from typing import Annotated
 
+from pydantic import Field
 from sqlalchemy import (
     BigInteger,
     Date,
@@ -22,6 +24,11 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# A number that came from outside (a button's callback data) and is used as a
+# key or a value in a query: within a 32-bit INTEGER column's range, which is
+# PostgreSQL's; a forged button with a larger one is just a stale button.
+DbInt = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 
 
 def utcnow() -> datetime:

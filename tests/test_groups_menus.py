@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiogram.methods import EditMessageText, SendMessage, SetMyCommands
+from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendMessage, SetMyCommands
 from sqlalchemy import select
 
 from bot.menus import ADMIN_ONLY, BASE, MEMBER, PRIVACY, STAFF
@@ -229,3 +229,15 @@ def test_every_filter_and_handler_runs_in_the_event_loop() -> None:
                          for f in handler.filters or [] if not f.awaitable]
     assert len(list(root.chain_tail)) > 15
     assert not sync, "\n".join(sync)
+
+
+async def test_forged_buttons_with_ids_beyond_a_database_integer_are_stale_buttons(app: Harness) -> None:
+    """PostgreSQL's INTEGER ends at 2**31 - 1; a bigger id in a forged button must not reach a query."""
+    await setup_org(app)
+    g = await create_group(app, "5А")
+    for data in (f"grp:open:{2**31}", f"p:ack:{2**63}", f"req:approve:{2**31}", f"mem:group:{-2**31 - 1}:0:0",
+                 f"inv:group:{g}::{2**40}:0"):
+        calls = await app.press(ADMIN, data)
+        [alert] = only(calls, AnswerCallbackQuery)
+        assert alert.show_alert and "/start" in (alert.text or ""), (data, alert.text)  # "this button no longer works"
+        assert not any("Sorry" in t or "Извините" in t for t in texts(calls)), (data, texts(calls))

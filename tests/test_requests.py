@@ -152,3 +152,26 @@ async def test_kindergarten_offers_no_student_role(app: Harness) -> None:
     calls = await app.press(ASKER, button_data(only(calls, SendMessage)[0].reply_markup, "ask:start"))
     markup = str(only(calls, SendMessage)[0].reply_markup)
     assert "ask:role:parent" in markup and "ask:role:student" not in markup
+
+
+async def test_a_second_press_whose_edit_changes_nothing_is_not_an_error(app: Harness) -> None:
+    """Telegram refuses an edit that changes nothing; the answering bot takes it as done
+    (bot.app.UnchangedIsDone) instead of undoing the update and saying "Sorry"."""
+    from bot.app import answering
+
+    answering(app.bot.session)
+    await setup_org(app)
+    group = await create_group(app, "5А")
+    await ask(app, ASKER, "parent", group, "Ирина Ковалёва", "Маша Ковалёва")
+    card = [c for c in await app.flush() if isinstance(c, SendMessage) and "req:approve" in str(c.reply_markup)][0]
+    await app.press_on(ADMIN, card, "req:approve")
+    app.session.fail_next("editMessageText", 400, "Bad Request: message is not modified: specified new message "
+                          "content and reply markup are exactly the same as a current content and reply markup "
+                          "of the message")
+    calls = await app.press_on(ADMIN, card, "req:approve")
+    assert not any("Sorry" in t or "Извините" in t for t in texts(calls)), texts(calls)
+    assert (await requests(app))[0].state == "approved"
+    # Any other refusal is still an error.
+    app.session.fail_next("editMessageText", 400, "Bad Request: message to edit not found")
+    calls = await app.press_on(ADMIN, card, "req:approve")
+    assert any("Sorry" in t or "Извините" in t for t in texts(calls)), texts(calls)

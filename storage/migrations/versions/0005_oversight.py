@@ -6,9 +6,8 @@ Create Date: 2026-11-23 16:15:54.393672
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0005'
 down_revision = '0004'

@@ -8,9 +8,8 @@ Create Date: 2026-11-23 18:33:19.629484
 """
 from __future__ import annotations
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0007'
 down_revision = '0006'
