@@ -42,10 +42,7 @@ class Actor:
     def build(
         cls, person: Person, fallback_org: Organisation | None, admin_ids: frozenset[int], locale: str
     ) -> Actor:
-        live = [
-            m for m in person.memberships
-            if m.state != MemberState.REMOVED and m.group.archived_at is None
-        ]
+        live = cls.live(person)
         org_ids = frozenset(m.org_id for m in live)
         # The organisation is the one the person chose with /org among those they
         # belong to, else the first of them; config admins with no membership
@@ -69,18 +66,24 @@ class Actor:
         )
 
     @staticmethod
-    async def fallback_org(repo: Repo, person: Person, admin_ids: frozenset[int]) -> Organisation | None:
+    def live(person: Person) -> list[Membership]:
+        """Memberships that count, in every organisation: not removed, group not archived."""
+        return [m for m in person.memberships if m.state != MemberState.REMOVED and m.group.archived_at is None]
+
+    @classmethod
+    async def fallback_org(cls, repo: Repo, person: Person, admin_ids: frozenset[int]) -> Organisation | None:
         """The organisation to act in when the memberships do not give it: for a
         config admin or a newcomer, the one they chose with /org; else, for a
         newcomer, the first one."""
+        live = cls.live(person)
         chosen = person.current_org_id
-        if chosen is not None and (person.telegram_id in admin_ids or not person.memberships) and not any(
-            m.org_id == chosen for m in person.memberships
+        if chosen is not None and (person.telegram_id in admin_ids or not live) and not any(
+            m.org_id == chosen for m in live
         ):
             org = await repo.organisation(chosen)
             if org is not None:
                 return org
-        return None if person.memberships else await repo.first_organisation()
+        return None if live else await repo.first_organisation()
 
     def elsewhere(self, org_id: int | None) -> bool:
         """It belongs to another organisation of this person's: /org switches to it."""

@@ -129,8 +129,9 @@ async def join_request(request: ChatJoinRequest, repo: Repo, bot: Bot, actor: Ac
     linked = await repo.linked_chat(request.chat.id)
     if linked is None:
         return  # not ours to decide
+    # Any organisation of theirs, not only the one they act in now.
     member = actor is not None and any(
-        m.group_id == linked.group_id and m.state == MemberState.ACTIVE for m in actor.memberships
+        m.group_id == linked.group_id and m.state == MemberState.ACTIVE for m in Actor.live(actor.person)
     )
     if member:
         await bot.approve_chat_join_request(request.chat.id, request.from_user.id)

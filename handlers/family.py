@@ -90,7 +90,7 @@ async def absent_command(message: Message, state: FSMContext, actor: Actor, repo
     if not children:
         await message.answer(_("No child is linked to you yet. Ask the group's teacher."))
         return
-    mine = await repo.absences_of_parent(actor.person.id, local_today(actor))
+    mine = await repo.absences_of_parent(actor.org.id, actor.person.id, local_today(actor))  # type: ignore[union-attr]
     for absence in mine:
         kb = InlineKeyboardBuilder()
         if absence.start_date > local_today(actor):

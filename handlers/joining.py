@@ -231,8 +231,7 @@ async def confirm(
         child_name=child,
         invitation_id=invitation.id,
     )
-    if actor.org_ids - {org.id}:
-        actor.person.current_org_id = org.id  # one more organisation: act in the one just joined
+    actor.person.current_org_id = org.id  # act in the organisation just joined (one of several, maybe)
     fresh = await refresh_menu_of(repo, actor.person, settings.admin_ids, settings.default_locale)
     text = _("✅ Welcome! You are now in <b>{group}</b> as {role}.").format(
         group=q(invitation.group.title), role=role_name(invitation.role)

@@ -86,7 +86,7 @@ async def write_command(message: Message, state: FSMContext, actor: Actor, repo:
 
 
 async def chose_recipient(query: CallbackQuery, callback_data: WriteCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
-    if actor.org is None or not actor.is_member:
+    if actor.org is None or not actor.is_member or actor.awaiting_verification:
         await query.answer(_("Only members can write here. Send /start."), show_alert=True)
         return
     if callback_data.action == "to":

@@ -242,7 +242,8 @@ async def _ask_about(query: CallbackQuery, state: FSMContext, step: State, post_
 async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
     post_id = (await state.get_data()).get("post_id", 0)
     post = await repo.post(post_id)
-    if post is None or post.author_id != actor.person.id or post.state == PostState.WITHDRAWN:
+    if post is None or post.author_id != actor.person.id or post.state == PostState.WITHDRAWN \
+            or actor.org is None or post.org_id != actor.org.id:
         await state.clear()
         await message.answer(_("This post can no longer be edited."))
         return
@@ -270,7 +271,8 @@ async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo
 
 async def got_event_time(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
     post = await repo.post((await state.get_data()).get("post_id", 0))
-    if post is None or post.author_id != actor.person.id or post.state == PostState.WITHDRAWN or actor.org is None:
+    if post is None or post.author_id != actor.person.id or post.state == PostState.WITHDRAWN or actor.org is None \
+            or post.org_id != actor.org.id:
         await state.clear()
         await message.answer(_("This post can no longer be edited."))
         return
@@ -353,7 +355,7 @@ async def on_scheduled(query: CallbackQuery, callback_data: ScheduledCb, state: 
 
 async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     post = await repo.post((await state.get_data()).get("post_id", 0))
-    if post is None or post.state != PostState.SCHEDULED or actor.org is None or not (
+    if post is None or post.state != PostState.SCHEDULED or actor.org is None or post.org_id != actor.org.id or not (
         post.author_id == actor.person.id or actor.is_admin
     ):
         await state.clear()

@@ -35,7 +35,7 @@ from bot.posts import (
 from bot.settings import Settings
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
-from handlers.texts import future_time
+from handlers.texts import future_time, is_number
 from storage.models import (
     Group,
     GroupKind,
@@ -50,6 +50,7 @@ from storage.models import (
 from storage.repo import Repo
 
 MAX_OPTIONS = 10
+LATEST = timedelta(days=366)  # the quick choices of "send later" lie within this
 WIDE = ("org", "staff", "parents")
 
 
@@ -187,7 +188,7 @@ async def toggle_audience(query: CallbackQuery, callback_data: ComposeCb, state:
     data = await state.get_data()
     if callback_data.action == "group":
         allowed = {g.id for g in await postable_groups(actor, repo)}
-        if not callback_data.value.isdigit() or int(callback_data.value) not in allowed:
+        if not is_number(callback_data.value) or int(callback_data.value) not in allowed:
             await query.answer(_("You cannot post to this group."), show_alert=True)
             return
         chosen = set(data["groups"]) ^ {int(callback_data.value)}
@@ -396,7 +397,7 @@ async def toggle_option(query: CallbackQuery, callback_data: ComposeCb, state: F
     elif action == "ack_days":
         data["ack_days"] = ACK_DAYS[(ACK_DAYS.index(data["ack_days"]) + 1) % len(ACK_DAYS)]
     elif action == "remind":
-        if data["kind"] != PostKind.EVENT or not callback_data.value.isdigit() or int(callback_data.value) not in REMINDER_CHOICES:
+        if data["kind"] != PostKind.EVENT or not is_number(callback_data.value) or int(callback_data.value) not in REMINDER_CHOICES:
             await query.answer(_("Please choose one of the buttons."), show_alert=True)
             return
         data["reminders"] = sorted(set(data["reminders"]) ^ {int(callback_data.value)}, reverse=True)
@@ -459,12 +460,20 @@ def _confirm_markup(recipients: int) -> InlineKeyboardMarkup:
     return kb.as_markup()
 
 
-async def _checked_draft(query: CallbackQuery, data: dict[str, Any], actor: Actor, repo: Repo) -> bool:
-    """Every right again: the draft may be old or forged."""
+async def draft_refusal(data: dict[str, Any], actor: Actor, repo: Repo) -> str | None:
+    """Every right again, at the moment of sending or scheduling: the draft may
+    be old (rights change meanwhile) or forged."""
     why = refusal(actor)
     allowed = {g.id for g in await postable_groups(actor, repo)}
     if why or not set(data.get("groups", [])) <= allowed or (data.get("wide") and not may_post_wide(actor)):
-        await query.answer(why or _("You cannot post to this group."), show_alert=True)
+        return why or _("You cannot post to this group.")
+    return None
+
+
+async def _checked_draft(query: CallbackQuery, data: dict[str, Any], actor: Actor, repo: Repo) -> bool:
+    why = await draft_refusal(data, actor, repo)
+    if why is not None:
+        await query.answer(why, show_alert=True)
         return False
     return True
 
@@ -519,7 +528,7 @@ async def ask_later(query: CallbackQuery, state: FSMContext, actor: Actor) -> No
 
 
 async def later_chosen(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
-    if not callback_data.value.isdigit():
+    if not is_number(callback_data.value) or int(callback_data.value) > (utcnow() + LATEST).timestamp():
         await query.answer(_("Please choose one of the buttons."), show_alert=True)
         return
     moment = datetime.fromtimestamp(int(callback_data.value), tz=timezone.utc)
@@ -555,8 +564,8 @@ async def _schedule(
     await state.clear()
     if query is not None and not await _checked_draft(query, data, actor, repo):
         return
-    if query is None and refusal(actor):
-        await message.answer(refusal(actor) or "")
+    if query is None and (why := await draft_refusal(data, actor, repo)):
+        await message.answer(why)
         return
     post = await _store(data, actor, repo, scheduled_at=moment)
     await plan_scheduled_post(repo, post)

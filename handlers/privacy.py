@@ -20,7 +20,7 @@ from bot.settings import Settings
 from handlers.filters import PRIVATE
 from handlers.keyboards import confirm_keyboard
 from handlers.staff import kick_from_chats
-from storage.models import Membership, MemberState, Role
+from storage.models import MemberState, Role
 from storage.repo import Repo
 
 
@@ -50,16 +50,11 @@ async def _last_admin(actor: Actor, repo: Repo, settings: Settings) -> bool:
     """The only administrator of any of their organisations (not only the one they act in)."""
     if settings.admin_ids - {actor.person.telegram_id}:
         return False  # the platform's administrators remain
-    admin_of = {m.org_id for m in _live(actor) if m.role == Role.ADMIN and m.state == MemberState.ACTIVE}
+    admin_of = {m.org_id for m in Actor.live(actor.person) if m.role == Role.ADMIN and m.state == MemberState.ACTIVE}
     for org_id in admin_of:
         if not [p for p in await repo.people_in_role(org_id, [Role.ADMIN]) if p.id != actor.person.id]:
             return True
     return False
-
-
-def _live(actor: Actor) -> list[Membership]:
-    """Every membership the person still has, in every organisation."""
-    return [m for m in actor.person.memberships if m.state != MemberState.REMOVED]
 
 
 async def forget_command(message: Message, actor: Actor, repo: Repo, settings: Settings) -> None:
@@ -84,7 +79,7 @@ async def forget(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Re
     chat_id = actor.person.telegram_id
     org_id = actor.org.id if actor.org else None
     # Out of the group chats tied to their groups, while their Telegram id is still known.
-    for chat in await repo.linked_chats_of({m.group_id for m in _live(actor)}):
+    for chat in await repo.linked_chats_of({m.group_id for m in Actor.live(actor.person)}):
         kick_from_chats(repo, [chat], actor.person, chat.org_id)
     await repo.forget_person(actor.person)
     if org_id is not None:

@@ -15,6 +15,11 @@ NAME_MAX = 128
 TITLE_MAX = 64
 
 
+def is_number(value: str) -> bool:
+    """Plain ASCII digits that int() reads ("²".isdigit() is True too), not absurdly long."""
+    return value.isascii() and value.isdigit() and len(value) <= 12
+
+
 def other_org_alert() -> str:
     """A button from another of the person's organisations (Actor.elsewhere)."""
     return _("This is from another of your organisations. Switch to it with /org, then press again.")

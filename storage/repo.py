@@ -408,12 +408,13 @@ class Repo:
 
     # -- absences -----------------------------------------------------------------
 
-    async def absences_of_parent(self, person_id: int, today: date) -> Sequence[Absence]:
+    async def absences_of_parent(self, org_id: int, person_id: int, today: date) -> Sequence[Absence]:
         return (
             await self.session.scalars(
                 select(Absence)
                 .options(joinedload(Absence.pupil))
-                .where(Absence.parent_id == person_id, Absence.withdrawn_at.is_(None), Absence.end_date >= today)
+                .where(Absence.org_id == org_id, Absence.parent_id == person_id, Absence.withdrawn_at.is_(None),
+                       Absence.end_date >= today)
                 .order_by(Absence.start_date)
             )
         ).all()
@@ -1094,6 +1095,7 @@ class Repo:
         person.full_name = None
         person.telegram_name = ""
         person.locale = person.digest_at = person.office_hours = None
+        person.current_org_id = None
         person.last_seen_at = None
         person.forgotten_at = utcnow()
 

@@ -631,3 +631,15 @@ async def test_a_teacher_sets_their_own_office_hours(app: Harness) -> None:
     with app.dp["i18n"].context():
         assert office_note("08:00-17:00", org, datetime(2027, 1, 11, 12, 0, tzinfo=timezone.utc)) is None  # Mon 15:00
         assert office_note("08:00-17:00", org, datetime(2027, 1, 11, 15, 0, tzinfo=timezone.utc))  # Mon 18:00 MSK
+
+
+async def test_an_unverified_teacher_cannot_write_with_a_forged_button_either(app: Harness) -> None:
+    a, _b = await school(app)
+    newcomer = Person(3009, "Новенький", "en")
+    await join(app, newcomer, await invite(app, ADMIN, a, "teacher"), "Пётр Новиков")
+    await app.flush()
+    calls = await app.press(newcomer, "w:admins:0")
+    assert answers(calls)[0].show_alert
+    calls = await app.send(newcomer, "Здравствуйте")
+    await app.flush()
+    assert await relays(app) == []

@@ -200,3 +200,40 @@ async def test_the_only_admin_of_another_organisation_cannot_forget_themselves(a
     # The other admin may leave: the first school keeps its first admin.
     calls = await app.send(OTHER, "/forget")
     assert only(calls, SendMessage)[0].reply_markup is not None
+
+
+async def test_a_member_acting_in_another_school_is_still_let_into_their_class_chat(app: Harness) -> None:
+    from aiogram.methods import ApproveChatJoinRequest
+
+    from tests.harness import group_chat
+    from tests.test_chats import link, linked
+
+    await setup_org(app)
+    g1 = await create_group(app, "5А")
+    await join(app, PARENT, await invite(app, ADMIN, g1, "parent"), "Мария Иванова", "Пётр Иванов")
+    chat = group_chat(-1001, "5А родители")
+    await link(app, ADMIN, g1, chat)
+    [row] = await linked(app)
+    second = await add_second_org(app)
+    g2 = await create_group(app, "1Б")
+    await join(app, PARENT, await invite(app, ADMIN, g2, "parent"), "Мария Иванова", "Аня Иванова")
+    assert await current_org(app, PARENT) == second
+    calls = await app.join_request(PARENT, chat, row.invite_link)
+    assert only(calls, ApproveChatJoinRequest), texts(calls)
+
+
+async def test_memberships_only_in_archived_groups_count_as_none(app: Harness) -> None:
+    from sqlalchemy import update
+
+    from storage.models import utcnow
+
+    await setup_org(app)
+    g1 = await create_group(app, "5А")
+    await join(app, PARENT, await invite(app, ADMIN, g1, "parent"), "Мария Иванова", "Пётр Иванов")
+    second = await add_second_org(app)
+    async with app.session_maker.begin() as s:
+        await s.execute(update(Group).where(Group.id == g1).values(archived_at=utcnow()))
+    calls = await app.send(PARENT, "/org")  # like a newcomer: may choose where to ask to join
+    calls = await app.press_on(PARENT, only(calls, SendMessage)[0], f"org:use:{second}")
+    calls = await app.send(PARENT, "/start")
+    assert "Школа № 2" in texts(calls)[0], texts(calls)

@@ -3,6 +3,8 @@ acknowledgements, polls, edit and withdraw — and the rights around them."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from aiogram.methods import (
     DeleteMessage,
     EditMessageReplyMarkup,
@@ -15,6 +17,7 @@ from aiogram.types import MessageEntity
 from sqlalchemy import func, select
 
 from storage.models import Acknowledgement, Delivery, Post, Vote
+from storage.models import Person as PersonRow
 from tests.conftest import ADMIN
 from tests.flows import create_group, invite, join, setup_org, to_english
 from tests.harness import Harness, Person, answers, button_data, only, texts
@@ -267,3 +270,27 @@ async def test_a_blocked_parent_is_reported_not_reachable(app: Harness) -> None:
     sent = await app.flush()
     card = [c for c in only(sent, EditMessageText) if c.chat_id == TEACHER.id][-1].text
     assert "not reachable: 1" in card and "delivered: 1" in card
+
+
+async def test_sending_later_by_a_typed_time_checks_the_groups_again(app: Harness) -> None:
+    """Rights are checked when the post is scheduled, whichever way the time is given."""
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    calls = await app.press(TEACHER, "cmp:group:²")  # a forged, unreadable group: not an error
+    assert calls and calls[0].show_alert and not any("Sorry" in t for t in texts(calls))  # type: ignore[attr-defined]
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Собрание")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:later:")
+    # Meanwhile the admin takes the teacher out of 5А.
+    async with app.session_maker() as s:
+        teacher = (await s.scalars(select(PersonRow.id).where(PersonRow.telegram_id == TEACHER.id))).one()
+    await app.press(ADMIN, f"mb:remove:{a}:{teacher}:0:0")
+    await app.press(ADMIN, f"mb:remove_yes:{a}:{teacher}:0:0")
+    day = datetime.now(timezone.utc) + timedelta(days=3)
+    calls = await app.send(TEACHER, f"{day:%d.%m.%Y} 10:00")
+    assert "Scheduled" not in texts(calls)[-1], texts(calls)
+    async with app.session_maker() as s:
+        assert (await s.scalars(select(Post))).all() == []

@@ -124,15 +124,17 @@ async def test_quiet_hours_hold_ordinary_posts_and_release_them_in_the_morning(a
     await app.send(TEACHER, "Ночное объявление")
     await app.press(TEACHER, "cmp:preview:")
     await app.press(TEACHER, "cmp:later:")
-    calls = await app.send(TEACHER, "10.01.2099 22:00")
-    assert "10.01.2099 22:00" in texts(calls)[-1]
-    assert await app.scheduler.run_due(msk(2099, 1, 10, 22, 0)) == 1
+    day = (datetime.now(MSK) + timedelta(days=30)).date()
+    night, morning_at = msk(day.year, day.month, day.day, 22, 0), msk(day.year, day.month, day.day, 8, 0) + timedelta(days=1)
+    calls = await app.send(TEACHER, f"{day:%d.%m.%Y} 22:00")
+    assert f"{day:%d.%m.%Y} 22:00" in texts(calls)[-1]
+    assert await app.scheduler.run_due(night) == 1
     async with app.session_maker() as s:
         held = (await s.scalars(select(Delivery.next_attempt_at).where(Delivery.topic == "post"))).all()
-    assert held and set(held) == {msk(2099, 1, 11, 8, 0)}
-    app.outbox.clock = lambda: msk(2099, 1, 10, 23, 0)
+    assert held and set(held) == {morning_at}
+    app.outbox.clock = lambda: night + timedelta(hours=1)
     assert [c for c in await app.flush() if getattr(c, "chat_id", None) == P1.id] == []  # still night
-    app.outbox.clock = lambda: msk(2099, 1, 11, 8, 0, 1)
+    app.outbox.clock = lambda: morning_at + timedelta(seconds=1)
     morning = await app.flush()
     assert sorted({c.chat_id for c in only(morning, SendMessage) if "Ночное" in c.text}) == sorted(
         [P1.id, P2.id, STUDENT.id]
