@@ -166,14 +166,18 @@ def parse_range(text: str, today: date) -> tuple[date, date] | None:
         if not match:
             return None
         day, month, year = int(match.group(1)), int(match.group(2)), match.group(3)
-        y = (int(year) + (2000 if len(year) == 2 else 0)) if year else today.year
-        try:
-            value = date(y, month, day)
-        except ValueError:
+        # Without a year: this year's date, or next year's once it is long past (29.02 only in a leap year).
+        years = [int(year) + (2000 if len(year) == 2 else 0)] if year else [today.year, today.year + 1]
+        for y in years:
+            try:
+                value = date(y, month, day)
+            except ValueError:
+                continue
+            if year or value >= today - timedelta(days=180):
+                days.append(value)
+                break
+        else:
             return None
-        if not year and value < today - timedelta(days=180):
-            value = value.replace(year=y + 1)
-        days.append(value)
     return days[0], days[-1]
 
 

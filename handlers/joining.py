@@ -43,7 +43,8 @@ def create_router() -> Router:
     router.callback_query.register(keep_name, StateFilter(JoinForm.name), JoinCb.filter(F.action == "keep_name"))
     router.message.register(got_child, StateFilter(JoinForm.child), TEXT_INPUT)
     router.callback_query.register(confirm, StateFilter(JoinForm.confirm), JoinCb.filter(F.action == "confirm"))
-    router.callback_query.register(cancel, JoinCb.filter(F.action == "cancel"))
+    # Only inside its own dialog: an old Cancel must not wipe another one in progress.
+    router.callback_query.register(cancel, StateFilter(JoinForm), JoinCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, JoinCb.filter())
     return router
 

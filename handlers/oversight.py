@@ -139,33 +139,35 @@ def stats_chart(data: dict, title: str) -> bytes:  # type: ignore[type-arg]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = data["rows"]
-    names = [r["group"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
-    bottom = [0] * len(rows)
-    for role in Role:
-        values = [r["members"].get(role.value, 0) for r in rows]
-        if any(values):
-            left.bar(names, values, bottom=bottom, label=role_name(role))
-            bottom = [b + v for b, v in zip(bottom, values)]
-    left.set_title(_("Members"))
-    left.legend(fontsize=8)
-    x = range(len(rows))
-    delivery = [100 * r["delivered"] / r["copies"] if r["copies"] else 0 for r in rows]
-    acks = [100 * r["acks"] / r["ack_delivered"] if r["ack_delivered"] else 0 for r in rows]
-    right.bar([i - 0.2 for i in x], delivery, width=0.4, label=_("delivered, %"))
-    right.bar([i + 0.2 for i in x], acks, width=0.4, label=_("acknowledged, %"))
-    right.set_xticks(list(x), names)
-    right.set_ylim(0, 100)
-    right.set_title(_("Do messages reach families?"))
-    right.legend(fontsize=8)
-    for axis in (left, right):
-        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
+    # Names are people's text: "$...$" in a group's name is not mathematics.
+    with plt.rc_context({"text.parse_math": False}):
+        rows = data["rows"]
+        names = [r["group"] for r in rows]
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
+        bottom = [0] * len(rows)
+        for role in Role:
+            values = [r["members"].get(role.value, 0) for r in rows]
+            if any(values):
+                left.bar(names, values, bottom=bottom, label=role_name(role))
+                bottom = [b + v for b, v in zip(bottom, values)]
+        left.set_title(_("Members"))
+        left.legend(fontsize=8)
+        x = range(len(rows))
+        delivery = [100 * r["delivered"] / r["copies"] if r["copies"] else 0 for r in rows]
+        acks = [100 * r["acks"] / r["ack_delivered"] if r["ack_delivered"] else 0 for r in rows]
+        right.bar([i - 0.2 for i in x], delivery, width=0.4, label=_("delivered, %"))
+        right.bar([i + 0.2 for i in x], acks, width=0.4, label=_("acknowledged, %"))
+        right.set_xticks(list(x), names)
+        right.set_ylim(0, 100)
+        right.set_title(_("Do messages reach families?"))
+        right.legend(fontsize=8)
+        for axis in (left, right):
+            axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+        fig.suptitle(title)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
     return buffer.getvalue()
 
 

@@ -91,7 +91,7 @@ def create_router() -> Router:
     router.callback_query.register(ask_later, StateFilter(PostForm.confirm), ComposeCb.filter(F.action == "later"))
     router.callback_query.register(later_chosen, StateFilter(PostForm.send_at), ComposeCb.filter(F.action == "at"))
     router.message.register(later_typed, StateFilter(PostForm.send_at), TEXT_INPUT)
-    router.callback_query.register(cancel, ComposeCb.filter(F.action == "cancel"))
+    router.callback_query.register(cancel, StateFilter(PostForm), ComposeCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, ComposeCb.filter())
     return router
 

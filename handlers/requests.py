@@ -49,7 +49,7 @@ def create_router() -> Router:
     router.message.register(got_name, StateFilter(AskForm.name), TEXT_INPUT)
     router.message.register(got_child, StateFilter(AskForm.child), TEXT_INPUT)
     router.callback_query.register(send_request, StateFilter(AskForm.confirm), AskCb.filter(F.action == "confirm"))
-    router.callback_query.register(ask_cancel, AskCb.filter(F.action == "cancel"))
+    router.callback_query.register(ask_cancel, StateFilter(AskForm), AskCb.filter(F.action == "cancel"))
     router.callback_query.register(ask_stale, AskCb.filter())
     router.callback_query.register(decide, DecideCb.filter(F.action.in_({"approve", "reject"})))
     router.message.register(requests_command, Command("requests"))

@@ -68,7 +68,8 @@ def q(text: str | None) -> str:
     return html.quote(text or "")
 
 
-_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%y %H:%M", "%Y-%m-%d %H:%M", "%d.%m %H:%M", "%d/%m %H:%M")
+_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%y %H:%M", "%Y-%m-%d %H:%M")
+_NO_YEAR = re.compile(r"(\d{1,2})[./](\d{1,2}) (\d{1,2}:\d{2})")
 
 
 def parse_local_time(text: str, zone: str, now: datetime) -> datetime | None:
@@ -80,15 +81,23 @@ def parse_local_time(text: str, zone: str, now: datetime) -> datetime | None:
     value = re.sub(r"\s+", " ", text.strip().replace(",", " ")).replace("в ", "")
     tz = ZoneInfo(zone)
     local_now = now.astimezone(tz)
+    if match := _NO_YEAR.fullmatch(value):
+        # This year's date, or next year's once this one has passed; the year is
+        # given to strptime, so 29.02 is read in a leap year (1900, its default, is not).
+        day, month, clock = match.groups()
+        for year in (local_now.year, local_now.year + 1):
+            try:
+                parsed = datetime.strptime(f"{day}.{month}.{year} {clock}", "%d.%m.%Y %H:%M")
+            except ValueError:
+                continue
+            if parsed.replace(tzinfo=tz) >= local_now - timedelta(days=1):
+                return parsed.replace(tzinfo=tz).astimezone(timezone.utc)
+        return None
     for fmt in _FORMATS:
         try:
             parsed = datetime.strptime(value, fmt)
         except ValueError:
             continue
-        if "%Y" not in fmt and "%y" not in fmt:
-            parsed = parsed.replace(year=local_now.year)
-            if parsed.replace(tzinfo=tz) < local_now - timedelta(days=1):
-                parsed = parsed.replace(year=local_now.year + 1)
         return parsed.replace(tzinfo=tz).astimezone(timezone.utc)
     return None
 

@@ -44,7 +44,7 @@ def create_router() -> Router:
     router.message.register(got_title, StateFilter(WeeklyForm.title), TEXT_INPUT)
     router.callback_query.register(chose_day, WeeklyCb.filter(F.action == "day"))
     router.message.register(got_time, StateFilter(WeeklyForm.time), TEXT_INPUT)
-    router.callback_query.register(chose_remind, WeeklyCb.filter(F.action == "remind"))
+    router.callback_query.register(chose_remind, StateFilter(WeeklyForm.time), WeeklyCb.filter(F.action == "remind"))
     router.callback_query.register(delete_item, WeeklyCb.filter(F.action == "del"))
     return router
 

@@ -532,3 +532,13 @@ async def test_the_last_administrator_cannot_forget_themselves(app: Harness) -> 
     # … and the appointed one is not the last either while ADMIN_IDS still names someone else.
     calls = await app.send(ADMIN2, "/forget")
     assert "fg:yes" in buttons(only(calls, SendMessage)[0])
+
+
+def test_the_chart_draws_names_with_dollar_signs_as_text() -> None:
+    from bot.i18n import create_i18n
+    from handlers.oversight import stats_chart
+
+    row = {"members": {"parent": 3}, "copies": 4, "delivered": 3, "acks": 1, "ack_delivered": 2}
+    with create_i18n("ru").context():
+        png = stats_chart({"rows": [{**row, "group": "Класс $$"}, {**row, "group": "$x^2$ клуб"}]}, "Школа $1$")
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000

@@ -294,3 +294,18 @@ async def test_sending_later_by_a_typed_time_checks_the_groups_again(app: Harnes
     assert "Scheduled" not in texts(calls)[-1], texts(calls)
     async with app.session_maker() as s:
         assert (await s.scalars(select(Post))).all() == []
+
+
+async def test_an_old_cancel_button_of_another_dialog_does_not_wipe_the_draft(app: Harness) -> None:
+    from handlers.keyboards import AskCb, JoinCb
+
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    for old in (JoinCb(action="cancel").pack(), AskCb(action="cancel").pack(), "wk:remind:0"):
+        calls = await app.press(TEACHER, old)
+        assert answers(calls) and answers(calls)[0].show_alert, (old, texts(calls))
+    calls = await app.send(TEACHER, "Собрание в пятницу")  # the draft is still there
+    assert any("Options" in t for t in texts(calls)), texts(calls)

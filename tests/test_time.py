@@ -282,3 +282,27 @@ async def test_poll_deadline_closes_the_poll_and_sends_the_result(app: Harness) 
     async with app.session_maker() as s:
         assert (await s.get(Post, post.id)).poll_closed_at is not None  # type: ignore[union-attr]
     assert P3  # the other group's parent is never involved
+
+
+def test_typed_dates_without_a_year_mean_the_next_one_and_29_february_is_read_in_a_leap_year() -> None:
+    from datetime import date
+
+    from handlers.family import parse_range
+    from handlers.texts import parse_local_time
+
+    def read(text: str, now: datetime) -> datetime | None:
+        return parse_local_time(text, "Europe/Moscow", now)
+
+    november = datetime(2027, 11, 23, 9, 0, tzinfo=timezone.utc)
+    assert read("25.12 18:30", november) == msk(2027, 12, 25, 18, 30)
+    assert read("25/12, 18:30", november) == msk(2027, 12, 25, 18, 30)
+    assert read("05.01 10:00", november) == msk(2028, 1, 5, 10, 0)  # in November, January is next year's
+    assert read("29.02 10:00", november) == msk(2028, 2, 29, 10, 0)  # 2028 is a leap year
+    assert read("29.02 10:00", datetime(2026, 11, 23, tzinfo=timezone.utc)) is None  # neither 2026 nor 2027
+    assert read("25.12.2027 18:30", november) == read("2027-12-25 18:30", november) == msk(2027, 12, 25, 18, 30)
+    assert read("31.02 10:00", november) is None and read("завтра", november) is None
+
+    assert parse_range("29.02", date(2027, 12, 1)) == (date(2028, 2, 29), date(2028, 2, 29))
+    assert parse_range("29.02", date(2028, 9, 1)) is None  # the next one is years away: not a slip to crash on
+    assert parse_range("12.03-15.03", date(2026, 11, 23)) == (date(2027, 3, 12), date(2027, 3, 15))
+    assert parse_range("31.02", date(2026, 11, 23)) is None
