@@ -12,7 +12,9 @@ from datetime import timedelta
 
 import segno
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
@@ -62,13 +64,19 @@ def qr_png(link: str) -> bytes:
     return buffer.getvalue()
 
 
+class InviteForm(StatesGroup):
+    wizard = State()  # /invite is open; its buttons carry the choices, the state makes "create" happen once
+
+
 def create_router() -> Router:
     router = Router(name="invites")
     router.message.register(invite_command, Command("invite"))
     router.callback_query.register(choose_role, InviteCb.filter(F.action == "group"))
     router.callback_query.register(choose_days, InviteCb.filter(F.action == "role"))
     router.callback_query.register(choose_uses, InviteCb.filter(F.action == "days"))
-    router.callback_query.register(make_invitation, InviteCb.filter(F.action == "make"))
+    # The wizard's last button makes one invitation: a second tap finds the wizard closed.
+    router.callback_query.register(make_invitation, StateFilter(InviteForm.wizard), InviteCb.filter(F.action == "make"))
+    router.callback_query.register(made_already, InviteCb.filter(F.action == "make"))
     router.message.register(invites_command, Command("invites"))
     router.callback_query.register(revoke_one, InvitesCb.filter(F.action == "revoke"))
     router.callback_query.register(ask_revoke_all, InvitesCb.filter(F.action == "all"))
@@ -93,7 +101,7 @@ async def _invitable_groups(actor: Actor, repo: Repo) -> list[Group]:
     return [g for g in await repo.groups(actor.org.id) if actor.invitable_roles(g)]
 
 
-async def invite_command(message: Message, actor: Actor, repo: Repo) -> None:
+async def invite_command(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     refusal = _refusal(actor)
     if refusal:
         await message.answer(refusal)
@@ -102,6 +110,7 @@ async def invite_command(message: Message, actor: Actor, repo: Repo) -> None:
     if not groups:
         await message.answer(_("There are no groups yet. Create one with /groups."))
         return
+    await state.set_state(InviteForm.wizard)
     await message.answer(
         _("<b>New invitation.</b> Which group is it for?"),
         reply_markup=groups_keyboard(groups, InviteCb, action="group"),
@@ -193,14 +202,20 @@ def describe(invitation: Invitation, actor: Actor) -> str:
     )
 
 
+async def made_already(query: CallbackQuery) -> None:
+    await query.answer(_("This invitation is already created (its code is above), or the wizard was closed. "
+                         "Start again with /invite."), show_alert=True)
+
+
 async def make_invitation(
-    query: CallbackQuery, callback_data: InviteCb, actor: Actor, repo: Repo, bot_username: str
+    query: CallbackQuery, callback_data: InviteCb, state: FSMContext, actor: Actor, repo: Repo, bot_username: str
 ) -> None:
     group = await _checked(query, callback_data, actor, repo)
     if group is None or not callback_data.role or not callback_data.days:
         if group is not None:
             await query.answer(_("This button is out of date. Start again with /invite."), show_alert=True)
         return
+    await state.clear()
     code = new_code()
     while await repo.code_exists(code):  # 2^49 codes: practically never loops
         code = new_code()

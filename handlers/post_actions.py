@@ -172,6 +172,12 @@ async def on_card(
         )
         return
     if action == "renotify":
+        if not post.ask_ack:
+            await query.answer(_("This post does not ask for acknowledgement."), show_alert=True)
+            return
+        if await repo.pending_copies(post.id, "post_renotify"):  # a second tap: once is enough
+            await query.answer(_("The reminders are already on their way."), show_alert=True)
+            return
         people = await repo.not_acknowledged(post.id)
         if not people:
             await query.answer(_("Everyone has acknowledged."), show_alert=True)

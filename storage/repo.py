@@ -726,6 +726,15 @@ class Repo:
             await self.session.execute(insert(Delivery), rows)
             self.enqueued = True
 
+    async def pending_copies(self, post_id: int, topic: str) -> int:
+        """Copies of a post with this topic that have not gone out yet."""
+        return await self.session.scalar(
+            select(func.count()).select_from(Delivery).where(
+                Delivery.post_id == post_id, Delivery.topic == topic,
+                Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.HELD.value]),
+            )
+        ) or 0
+
     async def post_copies(self, post_id: int, *, topics: Iterable[str] = ("post", "post_renotify")) -> Sequence[Delivery]:
         return (
             await self.session.scalars(

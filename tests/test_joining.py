@@ -283,3 +283,19 @@ async def _staff(app: Harness) -> int:
     from tests.flows import staff_room_id
 
     return await staff_room_id(app)
+
+
+async def test_a_double_tap_on_the_last_invitation_step_makes_one_invitation(app: Harness) -> None:
+    from aiogram.methods import AnswerCallbackQuery
+
+    await setup_org(app)
+    group = await create_group(app, "5А")
+    await invite(app, ADMIN, group, "parent")
+    calls = await app.press(ADMIN, f"inv:make:{group}:parent:14:0")  # the same button again
+    [alert] = only(calls, AnswerCallbackQuery)
+    assert alert.show_alert and not only(calls, SendPhoto)
+    async with app.session_maker() as s:
+        assert await s.scalar(select(func.count()).select_from(Invitation)) == 1
+    await invite(app, ADMIN, group, "parent")  # a new wizard: a new invitation
+    async with app.session_maker() as s:
+        assert await s.scalar(select(func.count()).select_from(Invitation)) == 2

@@ -110,8 +110,10 @@ async def test_teacher_posts_an_announcement_to_parents_of_own_group_with_acknow
     calls = await app.press(TEACHER, f"pc:pending:{post.id}")
     assert "Ольга Петрова" in texts(calls)[-1] and "Мария" not in texts(calls)[-1]
     await app.press(TEACHER, f"pc:renotify:{post.id}")
+    calls = await app.press(TEACHER, f"pc:renotify:{post.id}")  # a double tap: the reminders are on their way
+    assert answers(calls)[0].show_alert and "on their way" in answers(calls)[0].text
     sent = await app.flush()
-    assert sorted({c.chat_id for c in only(sent, SendMessage) if "p:ack" in str(c.reply_markup)}) == [P2.id]
+    assert [c.chat_id for c in only(sent, SendMessage) if "p:ack" in str(c.reply_markup)] == [P2.id]
     # Someone who is not a recipient cannot acknowledge, even with the right data.
     calls = await app.press(P3, f"p:ack:{post.id}:0")
     assert answers(calls)[0].show_alert and answers(calls)[0].text in ("This button is not for you.", "Эта кнопка не для вас.")
@@ -309,3 +311,15 @@ async def test_an_old_cancel_button_of_another_dialog_does_not_wipe_the_draft(ap
         assert answers(calls) and answers(calls)[0].show_alert, (old, texts(calls))
     calls = await app.send(TEACHER, "Собрание в пятницу")  # the draft is still there
     assert any("Options" in t for t in texts(calls)), texts(calls)
+
+
+async def test_a_reminder_to_acknowledge_needs_a_post_that_asks_for_it(app: Harness) -> None:
+    a, _b = await school(app)
+    await compose(app, TEACHER, "announcement", [a], "Просто новость")
+    await app.press(TEACHER, "cmp:send:")
+    await app.flush()
+    async with app.session_maker() as s:
+        post = (await s.scalars(select(Post))).one()
+    calls = await app.press(TEACHER, f"pc:renotify:{post.id}")  # forged: the card has no such button
+    assert answers(calls)[0].show_alert
+    assert not [c for c in only(await app.flush(), SendMessage) if c.chat_id != TEACHER.id]
