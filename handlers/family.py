@@ -24,7 +24,7 @@ from bot.posts import DigestCb, audience_text, body, copy_method, keyboard
 from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.filters import TEXT_INPUT
-from handlers.texts import q
+from handlers.texts import plain, q
 from storage.models import Absence, DbInt, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -233,7 +233,7 @@ async def ask_reason(query: CallbackQuery, state: FSMContext) -> None:
 
 
 async def got_reason(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
-    reason = " ".join((message.text or "").split())
+    reason = plain(message.text)
     if not 2 <= len(reason) <= 200:
         await message.answer(_("Please send the reason in 2 to 200 characters."))
         return

@@ -26,7 +26,7 @@ from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.admission import admin_chats
 from handlers.filters import NOT_A_COMMAND, PRIVATE
-from handlers.texts import other_org_alert, q, role_name
+from handlers.texts import blank, other_org_alert, q, role_name
 from storage.models import Block, DbInt, Organisation, Person, Relay, Role, utcnow
 from storage.repo import Repo
 
@@ -158,7 +158,7 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
     if org is None or not actor.is_member:
         await state.clear()
         return
-    if not (message.text or message.photo or message.document):
+    if blank(message.text) and not (message.photo or message.document):
         await message.answer(_("Please send text, a photo or a document. /cancel stops."))
         return
     limit = CAPTION_ROOM if (message.photo or message.document) else TEXT_ROOM

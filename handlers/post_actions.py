@@ -37,7 +37,7 @@ from bot.timeline import plan_post, plan_scheduled_post
 from handlers import weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
-from handlers.texts import future_time, other_org_alert, q
+from handlers.texts import blank, future_time, other_org_alert, q
 from storage.models import DbInt, DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -254,7 +254,7 @@ async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo
         await message.answer(_("This post can no longer be edited."))
         return
     text = message.html_text if message.text else ""
-    if not text:
+    if blank(message.text):
         await message.answer(_("Please send the new text as a text message. /cancel keeps it as it is."))
         return
     limit = text_limit(post.media_kind)

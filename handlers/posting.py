@@ -35,7 +35,7 @@ from bot.posts import (
 from bot.settings import Settings
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
-from handlers.texts import future_time, is_number
+from handlers.texts import blank, future_time, is_number, plain
 from storage.models import (
     Group,
     GroupKind,
@@ -240,7 +240,7 @@ def _content_of(message: Message) -> tuple[str, str | None, str | None]:
 async def got_content(message: Message, state: FSMContext) -> None:
     data = await state.get_data()
     text, media_kind, file_id = _content_of(message)
-    if not text and not file_id:
+    if blank(message.text) and not file_id:  # also spaces or invisible characters only
         await message.answer(_("Please send text, or a photo, document or video. /cancel stops."))
         return
     if data["kind"] == PostKind.POLL and (media_kind or not text):
@@ -276,7 +276,7 @@ async def got_event_at(message: Message, state: FSMContext, actor: Actor) -> Non
 
 
 async def got_place(message: Message, state: FSMContext) -> None:
-    place = (message.text or "").strip()
+    place = plain(message.text)
     if not 2 <= len(place) <= 500:
         await message.answer(_("Please send the place as text of 2 to 500 characters, or press Skip."))
         return
@@ -291,7 +291,7 @@ async def skip_place(query: CallbackQuery, state: FSMContext) -> None:
 
 
 async def got_poll_options(message: Message, state: FSMContext) -> None:
-    options = [line.strip() for line in (message.text or "").splitlines() if line.strip()]
+    options = [plain(line) for line in (message.text or "").splitlines() if plain(line)]
     if not 2 <= len(options) <= MAX_OPTIONS or any(len(o) > 100 for o in options):
         await message.answer(_("Send 2 to 10 answers, one per line, each up to 100 characters."))
         return

@@ -22,7 +22,7 @@ from bot.settings import Settings
 from handlers.admission import refresh_menu_of
 from handlers.filters import TEXT_INPUT
 from handlers.keyboards import OrgCb, SetupCb, org_kind_keyboard, single_button
-from handlers.texts import clean_name, kind_name, q
+from handlers.texts import clean_name, kind_name, plain, q
 from storage.models import MemberState, Organisation, OrgKind, Role
 from storage.repo import Repo
 
@@ -123,7 +123,7 @@ async def _ask_contact(message: Message, state: FSMContext, zone: str) -> None:
 
 
 async def got_contact(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
-    contact = (message.text or "").strip()
+    contact = plain(message.text)
     if not 3 <= len(contact) <= 256:
         await message.answer(_("Please send a contact of 3 to 256 characters, or press Skip."))
         return

@@ -51,11 +51,30 @@ def local_time(moment: datetime, org: Organisation | None) -> str:
     return moment.astimezone(zone).strftime("%d.%m.%Y %H:%M")
 
 
+# Characters that print as nothing: zero-width ones and joiners, direction
+# controls (an override can make a text read backwards), the soft hyphen, and
+# the blank "letters" (Hangul fillers, the Braille blank) that isalpha() accepts.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064"
+    "\u2066-\u2069\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
+
+
+def plain(text: str | None) -> str:
+    """A short field as typed, without what prints as nothing, spaces collapsed."""
+    return " ".join(_INVISIBLE.sub("", text or "").split())
+
+
+def blank(text: str | None) -> bool:
+    """Nothing a reader would see: empty, spaces, or only invisible characters."""
+    return not plain(text)
+
+
 def clean_name(text: str | None, limit: int = NAME_MAX) -> str | None:
     """A person's or group's name as typed, or None if it cannot be one."""
     if not text:
         return None
-    value = re.sub(r"\s+", " ", "".join(ch for ch in text if ch.isprintable())).strip()
+    value = plain("".join(ch for ch in text if ch.isprintable()))
     if len(value) < 2 or len(value) > limit or value.startswith("/"):
         return None
     if not any(ch.isalpha() for ch in value):

@@ -299,3 +299,15 @@ async def test_a_double_tap_on_the_last_invitation_step_makes_one_invitation(app
     await invite(app, ADMIN, group, "parent")  # a new wizard: a new invitation
     async with app.session_maker() as s:
         assert await s.scalar(select(func.count()).select_from(Invitation)) == 2
+
+
+async def test_names_that_print_as_nothing_are_refused(app: Harness) -> None:
+    await setup_org(app)
+    group = await create_group(app, "5А")
+    code = await invite(app, ADMIN, group, "parent")
+    await app.send(PARENT, f"/start {code}")
+    for nothing in ("\u3164\u3164", "\u2800\u2800a", "\u200b\u200b\u200b"):
+        calls = await app.send(PARENT, nothing)
+        assert len(texts(calls)) == 1 and "128" in texts(calls)[0], (nothing, texts(calls))  # the hint again
+    calls = await app.send(PARENT, "Мария\u200b Иванова")
+    assert "Мария Иванова" in texts(calls)[-1] or "ребён" in texts(calls)[-1].lower(), texts(calls)

@@ -323,3 +323,20 @@ async def test_a_reminder_to_acknowledge_needs_a_post_that_asks_for_it(app: Harn
     calls = await app.press(TEACHER, f"pc:renotify:{post.id}")  # forged: the card has no such button
     assert answers(calls)[0].show_alert
     assert not [c for c in only(await app.flush(), SendMessage) if c.chat_id != TEACHER.id]
+
+
+async def test_a_post_of_spaces_or_invisible_characters_is_refused(app: Harness) -> None:
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:poll")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    for nothing in ("\u200b\u200b", "\u3164\u3164", " \u2060 \ufeff "):
+        calls = await app.send(TEACHER, nothing)
+        assert "Please send" in texts(calls)[0], (nothing, texts(calls))
+    await app.send(TEACHER, "Когда собрание?")
+    await app.send(TEACHER, "Пятница\n\u200b\nСуббота")  # an invisible line is no answer
+    from aiogram.fsm.storage.base import StorageKey
+
+    draft = await app.dp.fsm.storage.get_data(StorageKey(bot_id=app.bot.id, chat_id=TEACHER.id, user_id=TEACHER.id))
+    assert draft["options"] == ["Пятница", "Суббота"], draft
