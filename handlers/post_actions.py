@@ -37,7 +37,7 @@ from bot.timeline import plan_post, plan_scheduled_post
 from handlers import weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
-from handlers.texts import blank, future_time, other_org_alert, q
+from handlers.texts import blank, future_time, in_messages, other_org_alert, q, shorten
 from storage.models import DbInt, DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -444,7 +444,8 @@ async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
     calendar.add("version", "2.0")
     for post in events:
         title = _first_line(post.text) or kind_title()
-        lines.append(f"• {local(post.event_at, actor.org)} — {q(title)}" + (f" · {q(post.place)}" if post.place else ""))
+        lines.append(f"• {local(post.event_at, actor.org)} — {q(shorten(title, 120))}"
+                     + (f" · {q(shorten(post.place, 120))}" if post.place else ""))
         event = Event()
         event.add("uid", f"parta-post-{post.id}@parta")
         event.add("summary", title)
@@ -455,7 +456,8 @@ async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
         if post.text:
             event.add("description", plain_text(post.text))
         calendar.add_component(event)
-    await message.answer("\n".join(lines))
+    for part in in_messages(lines):  # many events with long names: more than one message
+        await message.answer(part)
     await message.answer_document(
         BufferedInputFile(calendar.to_ical(), filename="events.ics"),
         caption=_("Open the file to add these events to your phone's calendar."),

@@ -20,6 +20,21 @@ def is_number(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= 12
 
 
+def shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def in_messages(lines: list[str], limit: int = 4096) -> list[str]:
+    """Lines joined into as few messages as Telegram's length allows (each line fits)."""
+    parts: list[str] = []
+    for line in lines:
+        if parts and len(parts[-1]) + 1 + len(line) <= limit:
+            parts[-1] += "\n" + line
+        else:
+            parts.append(line[:limit])
+    return parts
+
+
 def other_org_alert() -> str:
     """A button from another of the person's organisations (Actor.elsewhere)."""
     return _("This is from another of your organisations. Switch to it with /org, then press again.")

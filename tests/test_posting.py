@@ -340,3 +340,14 @@ async def test_a_post_of_spaces_or_invisible_characters_is_refused(app: Harness)
 
     draft = await app.dp.fsm.storage.get_data(StorageKey(bot_id=app.bot.id, chat_id=TEACHER.id, user_id=TEACHER.id))
     assert draft["options"] == ["Пятница", "Суббота"], draft
+
+
+def test_long_lists_are_split_into_messages_telegram_accepts() -> None:
+    from handlers.texts import in_messages, shorten
+
+    lines = ["<b>Upcoming events</b>"] + [f"• 25.12.2026 18:30 — {shorten('Ёлка ' * 100, 120)}" for _ in range(60)]
+    parts = in_messages(lines)
+    assert len(parts) > 1 and all(len(p) <= 4096 for p in parts)
+    assert "\n".join(parts).split("\n") == lines  # nothing lost, nothing reordered
+    assert all(len(line) < 160 for line in lines[1:]) and lines[1].endswith("…")
+    assert in_messages(["x" * 5000]) == ["x" * 4096]
