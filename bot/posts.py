@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from html import unescape
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +28,7 @@ from aiogram.methods import (
     TelegramMethod,
 )
 from aiogram.types import InlineKeyboardMarkup
+from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -154,8 +156,30 @@ def edit_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarku
 
 
 def text_limit(media_kind: str | None) -> int:
-    """How long an author's text may be, leaving room for the header and the event lines."""
+    """How long an author's text may be, leaving room for the header and the
+    event lines: the first check, at the content step (`overlong` is the exact one)."""
     return (CAPTION_LIMIT if media_kind else TEXT_LIMIT) - HEADER_ROOM
+
+
+_TAG = re.compile(r"<[^>]*>")
+
+
+def visible_length(text: str) -> int:
+    """What Telegram counts against its limits: the text once its HTML is
+    parsed (so "&lt;" is one character), in UTF-16 code units."""
+    return len(unescape(_TAG.sub("", text)).encode("utf-16-le")) // 2
+
+
+def overlong(post: Post, org: Organisation, author_name: str, audience: str) -> tuple[int, int] | None:
+    """(length, limit) when a copy would be longer than Telegram takes, in any of
+    the languages: the heading, the audience, an event's place and the signature
+    all count, not only the author's text."""
+    limit = CAPTION_LIMIT if post.media_kind else TEXT_LIMIT
+    longest = 0
+    for locale in sorted(I18n.get_current().available_locales):
+        with in_locale(locale):
+            longest = max(longest, visible_length(body(post, org, author_name, audience)))
+    return (longest, limit) if longest > limit else None
 
 
 async def broadcast(

@@ -22,17 +22,19 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue
+from bot.posts import visible_length
 from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.admission import admin_chats
 from handlers.filters import NOT_A_COMMAND, PRIVATE
-from handlers.texts import blank, other_org_alert, q, role_name
+from handlers.texts import NAME_MAX, blank, other_org_alert, q, role_name, shorten
 from storage.models import Block, DbInt, Organisation, Person, Relay, Role, utcnow
 from storage.repo import Repo
 
 # Room left for the "Message from …, parent of …" header.
 CAPTION_ROOM = 1024 - 300
 TEXT_ROOM = 4096 - 300
+RELATION_MAX = 120  # the header's "parent of …": with the name (NAME_MAX), well within the 300 kept
 
 
 class WriteForm(StatesGroup):
@@ -113,12 +115,13 @@ async def chose_recipient(query: CallbackQuery, callback_data: WriteCb, state: F
 def _relation(actor: Actor, children: list[Any]) -> str:
     """How the recipient knows the sender: "parent of Петя Иванов (5А)"."""
     roles = {m.role for m in actor.active()}
+    # Bounded, so that the header always leaves the room the message was promised.
     if Role.PARENT in roles and children:
         kids = ", ".join(f"{c.full_name} ({c.group_title})" for c in children)
-        return _("parent of {children}").format(children=kids)
+        return shorten(_("parent of {children}").format(children=kids), RELATION_MAX)
     groups = ", ".join(sorted({m.group.title for m in actor.active()}))
     role = next((r for r in (Role.STUDENT, Role.TEACHER, Role.SPECIALIST, Role.HEAD, Role.ADMIN) if r in roles), None)
-    return f"{role_name(role)}, {groups}" if role else groups
+    return shorten(", ".join(p for p in (role_name(role) if role else "", groups) if p), RELATION_MAX)
 
 
 def _copy(chat_id: int, header: str, message: Message, markup: InlineKeyboardMarkup) -> TelegramMethod[Any] | None:
@@ -162,7 +165,7 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
         await message.answer(_("Please send text, a photo or a document. /cancel stops."))
         return
     limit = CAPTION_ROOM if (message.photo or message.document) else TEXT_ROOM
-    if len(message.html_text or "") > limit:
+    if visible_length(message.html_text or "") > limit:
         await message.answer(_("This is too long to pass on: at most {limit} characters. Please shorten it.").format(
             limit=limit))
         return
@@ -197,10 +200,10 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
     for chat_id, locale in chats.items():
         with in_locale(locale):
             if reply_to is not None:
-                header = _("↩️ <b>Answer from {name}</b>").format(name=q(actor.person.display_name))
+                header = _("↩️ <b>Answer from {name}</b>").format(name=q(shorten(actor.person.display_name, NAME_MAX)))
             else:
                 header = _("✉️ <b>Message from {name}</b>, {relation}").format(
-                    name=q(actor.person.display_name), relation=q(_relation(actor, children)))
+                    name=q(shorten(actor.person.display_name, NAME_MAX)), relation=q(_relation(actor, children)))
             method = _copy(chat_id, header, message, _buttons(relay.id))
         if method is not None:
             enqueue(repo, chat_id, method, org_id=org.id, topic="relay", ref_id=relay.id)

@@ -27,9 +27,9 @@ from bot.posts import (
     keyboard,
     kind_label,
     local,
+    overlong,
     plain_text,
     refresh_card,
-    text_limit,
     withdraw_copies,
 )
 from bot.settings import Settings
@@ -257,18 +257,20 @@ async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo
     if blank(message.text):
         await message.answer(_("Please send the new text as a text message. /cancel keeps it as it is."))
         return
-    limit = text_limit(post.media_kind)
-    if len(text) > limit:
+    org = actor.org
+    label = await audience_text(repo, post, org)
+    edited = Post(**{c: getattr(post, c) for c in ("kind", "media_kind", "urgent", "state", "event_at", "place",
+                                                   "poll_multiple", "poll_anonymous", "poll_closed_at",
+                                                   "poll_closes_at")}, text=text)
+    if over := overlong(edited, org, actor.person.display_name, label):
         await message.answer(
-            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(n=len(text), limit=limit)
+            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(
+                n=over[0], limit=over[1])
         )
         return
     await state.clear()
     post.text = text
     post.edited_at = utcnow()
-    org = actor.org
-    assert org is not None
-    label = await audience_text(repo, post, org)
     n = await follow_edit(repo, post, org=org, author_name=actor.person.display_name, audience=label,
                           default_locale=settings.default_locale)
     await refresh_card(repo, post, org, actor.person, settings.default_locale)

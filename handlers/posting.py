@@ -29,8 +29,10 @@ from bot.posts import (
     keyboard,
     kind_label,
     local,
+    overlong,
     publish,
     text_limit,
+    visible_length,
 )
 from bot.settings import Settings
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
@@ -247,9 +249,10 @@ async def got_content(message: Message, state: FSMContext) -> None:
         await message.answer(_("A poll's question is text. Please send it as a text message."))
         return
     limit = text_limit(media_kind)
-    if len(text) > limit:
+    if visible_length(text) > limit:
         await message.answer(
-            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(n=len(text), limit=limit)
+            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(
+                n=visible_length(text), limit=limit)
         )
         return
     await state.update_data(text=text, media_kind=media_kind, media_file_id=file_id)
@@ -437,6 +440,15 @@ async def preview(query: CallbackQuery, state: FSMContext, actor: Actor, repo: R
     post = draft_post(data, actor)
     people = await repo.post_recipients(post, data["groups"])
     label = await audience_text(repo, post, actor.org)  # type: ignore[arg-type]
+    if over := overlong(post, actor.org, actor.person.display_name, label):  # type: ignore[arg-type]
+        # Not a preview that Telegram would refuse to deliver: back to the text.
+        await state.set_state(PostForm.content)
+        await query.answer()
+        await query.message.edit_text(_(  # type: ignore[union-attr]
+            "With its heading, audience and signature this post comes to {n} characters; Telegram takes "
+            "at most {limit}. Please send a shorter text (the next steps follow again), or /cancel."
+        ).format(n=over[0], limit=over[1]))
+        return
     text = body(post, actor.org, actor.person.display_name, label)  # type: ignore[arg-type]
     await state.set_state(PostForm.confirm)
     await state.update_data(recipients=len(people))

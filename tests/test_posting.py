@@ -351,3 +351,24 @@ def test_long_lists_are_split_into_messages_telegram_accepts() -> None:
     assert "\n".join(parts).split("\n") == lines  # nothing lost, nothing reordered
     assert all(len(line) < 160 for line in lines[1:]) and lines[1].endswith("…")
     assert in_messages(["x" * 5000]) == ["x" * 4096]
+
+
+async def test_a_post_whose_copy_would_be_too_long_for_telegram_goes_back_to_the_text(app: Harness) -> None:
+    """The author's text fits, but with the heading, a long place and the signature
+    the copy would not: no preview Telegram would refuse, and nothing is sent."""
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:event")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Ёлка " * 759)  # 3,795 characters: within the text's own limit
+    await app.send(TEACHER, f"{datetime.now(timezone.utc) + timedelta(days=3):%d.%m.%Y} 18:30")
+    await app.send(TEACHER, "Актовый зал, " * 38)  # 494 characters of place
+    calls = await app.press(TEACHER, "cmp:preview:")
+    assert "4096" in texts(calls)[-1] and not only(calls, SendMessage), texts(calls)
+    calls = await app.send(TEACHER, "Ёлка в пятницу")  # a shorter text: the steps follow again
+    assert any("When is it?" in t for t in texts(calls)), texts(calls)
+    # Escaped characters count once, as Telegram counts them.
+    from bot.posts import visible_length
+
+    assert visible_length("&lt;" * 1000 + "<b>x</b>") == 1001 and visible_length("👍") == 2
