@@ -1,8 +1,8 @@
-"""Who is acting and what they may do: the one place rights are decided.
+"""Who is acting: the person, their live memberships and the organisation they act in.
 
-Built once per update by the middleware from a single SELECT; handlers ask it
-before they act, for commands and for buttons alike (a client can send any
-callback data).
+Built once per update by the middleware from a single SELECT. What the person
+may do is decided by `bot/rights.py` alone; the properties below only ask it
+(they are kept so that a handler reads naturally).
 """
 
 from __future__ import annotations
@@ -10,19 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from storage.models import (
-    FAMILY_ROLES,
-    VERIFIED_ROLES,
-    Group,
-    GroupKind,
-    JoinRequest,
-    Membership,
-    MemberState,
-    Organisation,
-    OrgKind,
-    Person,
-    Role,
-)
+from bot import rights
+from storage.models import Group, JoinRequest, Membership, MemberState, Organisation, Person, Role
 
 if TYPE_CHECKING:
     from storage.repo import Repo
@@ -31,12 +20,17 @@ if TYPE_CHECKING:
 @dataclass
 class Actor:
     person: Person
+    # The organisation the person acts in: one of those where they hold a live
+    # membership (the one chosen with /org), or, for the platform's ADMIN_IDS,
+    # the one they chose. Nobody else acts in any organisation.
     org: Organisation | None
     is_config_admin: bool
     locale: str
     memberships: list[Membership] = field(default_factory=list)
     # The organisations the person belongs to (several on a municipal deployment).
     org_ids: frozenset[int] = frozenset()
+    # A newcomer's (or a removed member's) organisation to ask to join: it grants nothing.
+    prospect_org: Organisation | None = None
 
     @classmethod
     def build(
@@ -44,25 +38,28 @@ class Actor:
     ) -> Actor:
         live = cls.live(person)
         org_ids = frozenset(m.org_id for m in live)
-        # The organisation is the one the person chose with /org among those they
-        # belong to, else the first of them; config admins with no membership
-        # there act in the one they chose, else the first organisation.
+        is_config_admin = person.telegram_id in admin_ids
         chosen = [m for m in live if m.org_id == person.current_org_id]
+        prospect = None
         if chosen:
             org = chosen[0].group.organisation
-        elif fallback_org is not None and (not live or fallback_org.id == person.current_org_id):
+        elif live and not (is_config_admin and fallback_org is not None
+                           and fallback_org.id == person.current_org_id):
+            org = live[0].group.organisation
+        elif is_config_admin:
             org = fallback_org
         else:
-            org = live[0].group.organisation if live else None
+            org, prospect = None, fallback_org
         if org is not None:
             live = [m for m in live if m.org_id == org.id]
         return cls(
             person=person,
             org=org,
-            is_config_admin=person.telegram_id in admin_ids,
+            is_config_admin=is_config_admin,
             locale=locale,
             memberships=live,
             org_ids=org_ids,
+            prospect_org=prospect,
         )
 
     @staticmethod
@@ -85,16 +82,26 @@ class Actor:
                 return org
         return None if live else await repo.first_organisation()
 
+    @property
+    def addressed_org(self) -> Organisation | None:
+        """The organisation the person speaks to: where they act, else where they may ask to join."""
+        return self.org or self.prospect_org
+
     def elsewhere(self, org_id: int | None) -> bool:
         """It belongs to another organisation of this person's: /org switches to it."""
         return org_id is not None and org_id in self.org_ids and (self.org is None or org_id != self.org.id)
 
+    def can(self, cap: rights.Cap, group_id: int | None = None) -> bool:
+        return rights.can(self, cap, group_id)
+
+    def scope(self, cap: rights.Cap) -> rights.Scope:
+        return rights.scope(self, cap)
+
+    # -- what the table says, read naturally ---------------------------------------
+
     @property
     def can_switch_org(self) -> bool:
-        """/org: more than one organisation to act in, or a config admin (who may add one)."""
-        return self.is_config_admin or len(self.org_ids) > 1
-
-    # -- roles -------------------------------------------------------------
+        return rights.can(self, rights.Cap.SWITCH_ORG)
 
     def active(self) -> list[Membership]:
         return [m for m in self.memberships if m.state == MemberState.ACTIVE]
@@ -108,28 +115,23 @@ class Actor:
 
     @property
     def is_admin(self) -> bool:
-        if self.org is None:
-            return False
-        return self.is_config_admin or any(m.role == Role.ADMIN for m in self.active())
+        return rights.is_admin(self)
 
     @property
     def is_head(self) -> bool:
-        return any(m.role == Role.HEAD for m in self.active())
+        return rights.is_head(self)
 
     @property
     def is_member(self) -> bool:
-        return bool(self.memberships) or self.is_admin
+        return rights.is_member(self)
 
     @property
     def awaiting_verification(self) -> bool:
-        """Joined as teacher or specialist and no admin has confirmed it yet."""
-        return any(
-            m.state == MemberState.UNVERIFIED and m.role in VERIFIED_ROLES for m in self.memberships
-        ) and not self.teaching_group_ids()
+        return rights.awaiting_verification(self)
 
     def teaching_group_ids(self) -> set[int]:
-        """Groups where the person is a verified teacher or specialist."""
-        return {m.group_id for m in self.active() if m.role in VERIFIED_ROLES}
+        """Groups (the staff room included) where the person is a verified teacher or specialist."""
+        return set(rights.teaching_groups(self))
 
     def membership_in(self, group_id: int, role: str) -> Membership | None:
         for m in self.memberships:
@@ -137,39 +139,17 @@ class Actor:
                 return m
         return None
 
-    # -- rights --------------------------------------------------------------
-
     def invitable_roles(self, group: Group) -> list[Role]:
-        """The roles this person may invite into the group (empty: none)."""
-        if self.org is None or group.org_id != self.org.id or group.archived_at is not None:
-            return []
-        if group.kind == GroupKind.STAFF:
-            staff = [Role.ADMIN, Role.HEAD, Role.TEACHER, Role.SPECIALIST]
-            return staff if self.is_admin else []
-        family = [Role.PARENT] if self.org.kind == OrgKind.KINDERGARTEN else [Role.PARENT, Role.STUDENT]
-        if self.is_admin:
-            return [*family, Role.TEACHER, Role.SPECIALIST]
-        if group.id in self.teaching_group_ids():
-            return family
-        return []
+        return rights.invitable_roles(self, group)
 
     def can_invite(self, group: Group, role: str) -> bool:
-        return role in self.invitable_roles(group)
+        return role in rights.invitable_roles(self, group)
 
     def can_manage_invitation(self, group_id: int, created_by_id: int) -> bool:
-        return self.is_admin or (
-            group_id in self.teaching_group_ids() and created_by_id == self.person.id
-        )
+        return rights.can_manage_invitation(self, group_id, created_by_id)
 
     def can_decide(self, request: JoinRequest) -> bool:
-        if self.org is None or request.org_id != self.org.id:
-            return False
-        if self.is_admin:
-            return True
-        return request.role in FAMILY_ROLES and request.group_id in self.teaching_group_ids()
+        return rights.can_decide(self, request)
 
     def requestable_roles(self) -> list[Role]:
-        if self.org is None:
-            return []
-        family = [Role.PARENT] if self.org.kind == OrgKind.KINDERGARTEN else [Role.PARENT, Role.STUDENT]
-        return [*family, Role.TEACHER, Role.SPECIALIST]
+        return rights.requestable_roles(self)

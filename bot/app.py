@@ -17,11 +17,8 @@ from urllib.parse import urlsplit
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.session.base import BaseSession
-from aiogram.client.session.middlewares.base import BaseRequestMiddleware
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import DeleteWebhook, SetWebhook
@@ -30,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 import handlers
 from bot.fsm import DatabaseStorage, create_storage
+from bot.gates import ButtonGate, CommandGate
 from bot.i18n import create_i18n
 from bot.menus import default_menus
 from bot.middlewares import ActorMiddleware, DialogState, Isolation, LocaleMiddleware, UnitOfWork
@@ -43,53 +41,9 @@ from storage.db import create_engine, create_session_maker
 log = logging.getLogger("parta")
 
 
-class RetryOnceAfter(BaseRequestMiddleware):
-    """A handler's own answer that meets a short 429 waits and tries once more,
-    so a person pressing buttons quickly still gets their answer. (The outbox
-    has a Bot of its own without this: it pauses all sending instead.)"""
-
-    def __init__(self, longest: float = 5.0) -> None:
-        self.longest = longest
-
-    async def __call__(self, make_request, bot, method):  # type: ignore[no-untyped-def]
-        try:
-            return await make_request(bot, method)
-        except TelegramRetryAfter as e:
-            if e.retry_after > self.longest:
-                raise
-            await asyncio.sleep(e.retry_after)
-            return await make_request(bot, method)
-
-
-class UnchangedIsDone(BaseRequestMiddleware):
-    """Telegram refuses an edit that changes nothing ("message is not
-    modified"): the second press of the same button, a setting already
-    chosen. The message already shows what the handler wanted, so that is
-    done, not an error that would undo the update and say "Sorry"."""
-
-    EDITS = frozenset({"editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia"})
-
-    async def __call__(self, make_request, bot, method):  # type: ignore[no-untyped-def]
-        try:
-            return await make_request(bot, method)
-        except TelegramBadRequest as e:
-            if method.__api_method__ in self.EDITS and "message is not modified" in e.message:
-                return True
-            raise
-
-
-def answering(session: BaseSession) -> BaseSession:
-    """The middlewares of the bot that answers people directly (not the outbox's)."""
-    session.middleware(RetryOnceAfter())
-    session.middleware(UnchangedIsDone())
-    return session
-
-
-def create_bot(settings: Settings, session: AiohttpSession | None = None, *, interactive: bool = False) -> Bot:
+def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot:
     if session is None:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    if interactive:
-        answering(session)
     return Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
@@ -127,6 +81,9 @@ def create_dispatcher(
     dp.update.outer_middleware(DialogState(dp.fsm))
     dp.update.outer_middleware(ActorMiddleware(settings.admin_ids, settings.default_locale))
     dp.update.outer_middleware(LocaleMiddleware(i18n))
+    # Rights first: a command or a button the person may not use never reaches a handler.
+    dp.message.outer_middleware(CommandGate())
+    dp.callback_query.outer_middleware(ButtonGate())
     dp.include_router(handlers.create_router())
     dp["i18n"] = i18n
     return dp
@@ -148,8 +105,11 @@ async def run(settings: Settings) -> None:
     """One process: polling by default, or a webhook worker when WEBHOOK_URL is set."""
     engine: AsyncEngine = create_engine(settings.database_url)
     session_maker = create_session_maker(engine)
-    bot = create_bot(settings, interactive=True)  # answers people directly
-    sender = create_bot(settings)  # the outbox's: on 429 it pauses everything itself
+    # Two Bots over the same API: updates are handled with `bot`, whose calls are
+    # collected while a transaction is open (bot.replies.Collect) and handed to
+    # the sender; the sender calls Telegram with `sender`, and nothing else does.
+    bot = create_bot(settings)
+    sender = create_bot(settings)
     name = worker_name(settings)
     storage, isolation = create_storage(session_maker, settings.redis_url)
     pacer = RedisPacer(settings.redis_url, settings.send_rate) if settings.redis_url else None

@@ -33,6 +33,12 @@ class AfterCommit:
     def __init__(self) -> None:
         self.hooks: list[Callable[[], Awaitable[None]]] = []
         self.fsm: dict[StorageKey, dict[str, Any]] = {}
+        # True while the update's transaction is open: Bot API calls are collected
+        # (bot.replies.Collect), in order, and leave after the commit.
+        self.open = True
+        self.replies: list[Any] = []
+        # Steps that need Telegram's answers (bot.replies.after_commit_do).
+        self.continuations: list[Callable[[], Awaitable[None]]] = []
 
     async def run(self) -> None:
         for hook in self.hooks:

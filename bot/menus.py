@@ -7,13 +7,19 @@ roles or language change (through the outbox, like any call about a person).
 from __future__ import annotations
 
 from aiogram.methods import SetMyCommands
-from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeChat,
+    BotCommandScopeDefault,
+)
 from aiogram.utils.i18n import gettext as _
 
+from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue
-from storage.models import Person, Role
+from storage.models import Person
 from storage.repo import Repo
 
 
@@ -40,35 +46,38 @@ def _descriptions() -> dict[str, str]:
         "stats": _("Statistics: do messages reach families"),
         "audit": _("What administrators did"),
         "org": _("Organisations: choose, or add one"),
+        "link": _("Tie this chat to a class (chat administrators)"),
+        "unlink": _("Untie this chat from its class"),
         "mydata": _("Everything the bot keeps about me"),
         "forget": _("Delete my data"),
     }
 
 
-BASE = ("start", "join", "help", "language", "cancel")
-MEMBER = ("schedule", "events", "write", "settings")
-PARENT = ("absent",)
-STAFF = ("post", "scheduled", "absences", "invite", "invites", "requests", "groups", "members")
-HEAD = ("post", "scheduled", "absences", "groups", "members", "stats")
-ADMIN_ONLY = ("stats", "audit")
-PRIVACY = ("mydata", "forget")
+BASE = tuple(c.name for c in rights.COMMANDS if c.cap == rights.Cap.EVERYONE)
 
 
 def command_names(actor: Actor) -> list[str]:
-    names: list[str] = list(BASE)
-    if actor.is_member and not actor.awaiting_verification:
-        names += MEMBER
-    if Role.PARENT in actor.roles:
-        names += PARENT
-    if actor.is_admin or actor.teaching_group_ids():
-        names += STAFF
-    elif actor.is_head:
-        names += HEAD
-    if actor.is_admin:
-        names += ADMIN_ONLY
-    if actor.can_switch_org:
-        names.append("org")
-    return names + list(PRIVACY)
+    """Exactly the commands the rights table lets this person use (the gate asks the same table)."""
+    return [c.name for c in rights.commands(actor)]
+
+
+def sections(actor: Actor) -> list[tuple[rights.Section, list[str]]]:
+    """The person's commands grouped by what they are for (/help)."""
+    out: dict[rights.Section, list[str]] = {}
+    for c in rights.commands(actor):
+        out.setdefault(c.section, []).append(c.name)
+    return list(out.items())
+
+
+def section_titles() -> dict[rights.Section, str]:
+    return {
+        rights.Section.START: _("Getting in"),
+        rights.Section.EVERYDAY: _("Every day"),
+        rights.Section.FAMILY: _("For families"),
+        rights.Section.TEACHING: _("Teaching and posting"),
+        rights.Section.ADMINISTRATION: _("Administration"),
+        rights.Section.ACCOUNT: _("Your account"),
+    }
 
 
 def commands_for(actor: Actor) -> list[BotCommand]:
@@ -100,13 +109,15 @@ def default_menus(locales: tuple[str, ...], default_locale: str) -> list[SetMyCo
         with in_locale(locale):
             texts = _descriptions()
             commands = [BotCommand(command=n, description=texts[n]) for n in BASE]
+            chat_commands = [BotCommand(command=c.name, description=texts[c.name]) for c in rights.CHAT_COMMANDS]
+        language_code = None if locale == default_locale else locale
         methods.append(
-            SetMyCommands(
-                commands=commands,
-                scope=BotCommandScopeDefault(),
-                language_code=None if locale == default_locale else locale,
-            )
+            SetMyCommands(commands=commands, scope=BotCommandScopeDefault(), language_code=language_code)
         )
+        # Group chats: the chat's administrators see /link and /unlink.
+        methods.append(SetMyCommands(
+            commands=chat_commands, scope=BotCommandScopeAllChatAdministrators(), language_code=language_code
+        ))
     return methods
 
 

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.actor import Actor
 from bot.fsm import AfterCommit, after_commit, update_session
-from bot.outbox import Outbox
+from bot.outbox import Outbox, send_reply
+from bot.replies import Collect
 from bot.scheduler import Scheduler
 from storage.models import utcnow
 from storage.repo import Repo
@@ -78,13 +79,25 @@ class UnitOfWork(BaseMiddleware):
         self.once = once
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        bot = data["bot"]
+        Collect.install(bot, self.outbox)
         commit = AfterCommit()
         token = after_commit.set(commit)
         try:
             result = await self._in_transaction(handler, event, data)
         finally:
+            # Committed or rolled back: from here on nothing is collected. After a
+            # rollback the exception leaves with the collected answers unsent.
+            commit.open = False
             after_commit.reset(token)
         await commit.run()  # committed: what waited for it (dialog state in Redis)
+        if self.outbox is not None:
+            self.outbox.say(commit.replies)
+        else:  # tests without a sender: the same policy, in order, now
+            for method in commit.replies:
+                await send_reply(bot, method)
+        for step in commit.continuations:
+            await step()
         return result
 
     async def _in_transaction(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
+import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,11 +49,10 @@ from aiogram.methods import (
     UnbanChatMember,
 )
 from aiogram.types import Message
-from aiolimiter import AsyncLimiter
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from storage.models import Delivery, DeliveryStatus, utcnow
+from storage.models import Delivery, DeliveryStatus, Lane, utcnow
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -140,6 +142,145 @@ async def settle_cards(
         enqueue(repo, card.chat_id, edit, org_id=card.org_id, topic=f"{topic}-edit", ref_id=ref_id, edit_of=card)
 
 
+# Calls that put or change a message in a chat: paced per chat.
+MESSAGE_METHODS = frozenset({
+    "sendMessage", "sendPhoto", "sendDocument", "sendVideo", "sendMediaGroup",
+    "editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia",
+})
+REPLY_ATTEMPTS = 4
+
+
+def _chat_key(method: TelegramMethod[Any]) -> int | str | None:
+    chat = getattr(method, "chat_id", None)
+    return chat if isinstance(chat, (int, str)) else None
+
+
+def _harmless(method: TelegramMethod[Any], e: TelegramBadRequest) -> bool:
+    """Refusals that leave the person seeing what the handler meant: an edit that
+    changes nothing (a second press), a callback query answered too late."""
+    text = e.message.lower()
+    return "message is not modified" in text or (
+        method.__api_method__ == "answerCallbackQuery" and "query is too old" in text
+    )
+
+
+async def send_reply(bot: Bot, method: TelegramMethod[Any], *, pause: Callable[[float], Awaitable[None]] | None = None,
+                     before: Callable[[], Awaitable[None]] | None = None, strict: bool = False) -> Any:
+    """One answer of an update to its own person, after the commit: a 429 waits
+    its turn and tries again (never fails the update), server and network
+    errors retry a few times, a harmless refusal is done; anything else is
+    logged with its context (the update has already happened). `strict`: a call
+    whose caller waits for its result gets the error instead."""
+    for attempt in range(1, REPLY_ATTEMPTS + 1):
+        try:
+            if before is not None:
+                await before()
+            return await bot(method)
+        except TelegramRetryAfter as e:
+            if pause is not None:
+                await pause(e.retry_after)
+            else:
+                await asyncio.sleep(e.retry_after)
+        except TelegramBadRequest as e:
+            if _harmless(method, e):
+                return True
+            if strict:
+                raise
+            log.warning("reply %s to %s refused: %s", method.__api_method__, _chat_key(method), e.message)
+            return None
+        except TelegramForbiddenError as e:
+            if strict:
+                raise
+            log.info("reply %s to %s: %s", method.__api_method__, _chat_key(method), e.message)
+            return None
+        except (TelegramNetworkError, TelegramServerError, TimeoutError, OSError) as e:
+            if attempt == REPLY_ATTEMPTS:
+                if strict:
+                    raise
+                log.warning("reply %s to %s failed %s times: %s", method.__api_method__, _chat_key(method),
+                            attempt, e)
+                return None
+            await asyncio.sleep(0.2 * 2 ** attempt)
+    return None
+
+
+class LanePacer:
+    """One global limit for every call the bot makes, served by lane: a waiter
+    of a more urgent lane takes the next slot before any waiter of a later one.
+    Slots are evenly spaced (1/rate apart), locally or — several workers — by
+    Redis's clock (RedisPacer); a 429 pauses every lane."""
+
+    def __init__(self, rate: float, shared: RedisPacer | None = None) -> None:
+        self.step = 1.0 / rate if rate > 0 else 0.0
+        self.shared = shared
+        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._next = 0.0
+        self._paused_until = 0.0
+        self._kick = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.step == 0 and self.shared is None
+
+    async def acquire(self, lane: int) -> None:
+        loop = asyncio.get_running_loop()
+        if self.unlimited:
+            while (pause := self._paused_until - loop.time()) > 0:
+                await asyncio.sleep(pause)
+            return
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._heap, (lane, next(self._seq), future))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._serve(), name="lane-pacer")
+        self._kick.set()
+        await future
+
+    async def pause(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
+        if self.shared is not None:
+            await self.shared.pause(seconds)
+
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - asyncio.get_running_loop().time())
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._heap:
+                self._kick.clear()
+                try:
+                    await asyncio.wait_for(self._kick.wait(), timeout=30)
+                except TimeoutError:
+                    if not self._heap:
+                        return
+            while (pause := self._paused_until - loop.time()) > 0:
+                await asyncio.sleep(pause)
+            if self.shared is not None:
+                await self.shared.global_slot()
+            else:
+                wait = self._next - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._next = max(self._next, loop.time() - self.step) + self.step
+            while self._heap:
+                _, _, future = heapq.heappop(self._heap)
+                if not future.done():
+                    future.set_result(None)
+                    break
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._task = None
+
+
 class Outbox:
     """The sender: drains due rows within Telegram's limits.
 
@@ -181,14 +322,14 @@ class Outbox:
         self.bot = bot
         # One call per 1/rate seconds, no bursts: any one-second window then holds
         # at most `rate` calls, which is how Telegram counts.
-        self.limiter = AsyncLimiter(1, 1.0 / rate) if rate > 0 else None
+        self.lanes = LanePacer(rate if pacer is None else 0, pacer)
+        self.rate = rate
         self.per_chat_interval = per_chat_interval
         self.concurrency = concurrency
         self.write_every = write_every
         self._slots = asyncio.Semaphore(concurrency)
         self._chats: dict[int, _ChatPace] = {}
         self._last_sent: dict[int, float] = {}  # chat → loop time of its last message
-        self._paused_until = 0.0
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._outcomes: list[dict[str, Any]] = []
@@ -200,6 +341,9 @@ class Outbox:
         self._progressed: set[int] = set()
         self._progress_pending: set[int] = set()  # recorded, the cards not refreshed yet
         self._progress_at = 0.0
+        # The fastest lane: what updates say to their own people, per chat, in order.
+        self._now: dict[int | str | None, deque[tuple[TelegramMethod[Any], Any, Any, Any]]] = {}
+        self._now_workers: dict[int | str | None, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -223,6 +367,7 @@ class Outbox:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self._write()
         await self._report_progress(now=True)
+        await self.lanes.close()
 
     async def recover(self, *, at_start: bool = True) -> int:
         """A row left `sending` by a crash is sent again: it may or may not have arrived.
@@ -237,6 +382,80 @@ class Outbox:
         if result.rowcount:
             log.warning("outbox: %s row(s) left `sending` will be sent again", result.rowcount)
         return result.rowcount
+
+    # -- the fastest lane: an update's own answers ----------------------------------
+
+    def say(self, methods: list[TelegramMethod[Any]]) -> None:
+        """What an update said to its own person, handed over after its commit:
+        sent before any row of the outbox, in order per chat."""
+        for method in methods:
+            self._now_put(method, None, None, None)
+
+    async def call_now(self, make_request: Any, bot: Bot, method: TelegramMethod[Any]) -> Any:
+        """A call made outside any transaction (an apology, a continuation): the
+        same lane and limits, and its result."""
+        future = asyncio.get_running_loop().create_future()
+        self._now_put(method, future, make_request, bot)
+        return await future
+
+    def _now_put(self, method: TelegramMethod[Any], future: Any, make_request: Any, bot: Any) -> None:
+        key = _chat_key(method)
+        if key is None or method.__api_method__ not in MESSAGE_METHODS:
+            # Callback answers and calls about no chat wait for nobody.
+            task = asyncio.create_task(self._say_one(None, method, future, make_request, bot))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            return
+        self._now.setdefault(key, deque()).append((method, future, make_request, bot))
+        if key not in self._now_workers:
+            task = asyncio.create_task(self._now_worker(key))
+            self._now_workers[key] = task
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _now_worker(self, key: int | str) -> None:
+        queue = self._now[key]
+        try:
+            while queue:
+                method, future, make_request, bot = queue.popleft()
+                await self._say_one(key, method, future, make_request, bot)
+        finally:
+            del self._now_workers[key]
+            if not queue:
+                self._now.pop(key, None)
+
+    async def _say_one(self, key: int | str | None, method: TelegramMethod[Any], future: Any,
+                       make_request: Any, bot: Any) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def turn() -> None:
+            if key is not None:
+                chat = int(key) if isinstance(key, int) or str(key).lstrip("-").isdigit() else None
+                if chat is not None:
+                    pace = self._chats.get(chat)
+                    last = max(pace.last if pace else -1e9, self._last_sent.get(chat, -1e9))
+                    wait = last + self.per_chat_interval - loop.time()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    self._last_sent[chat] = loop.time()
+                    if pace is not None:
+                        pace.last = loop.time()
+                if self.pacer is not None:
+                    await self.pacer.chat_turn(key)
+            await self.lanes.acquire(Lane.NOW)
+
+        caller = _Direct(make_request, bot) if make_request is not None else self.bot
+        try:
+            result = await send_reply(caller, method, pause=self.lanes.pause, before=turn,  # type: ignore[arg-type]
+                                      strict=future is not None)
+        except Exception as e:
+            if future is None:
+                log.exception("reply %s failed", method.__api_method__)
+            elif not future.done():
+                future.set_exception(e)
+            return
+        if future is not None and not future.done():
+            future.set_result(result)
 
     # -- the loop ----------------------------------------------------------------
 
@@ -348,7 +567,7 @@ class Outbox:
                 await session.scalars(
                     select(Delivery.id)
                     .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
-                    .order_by(Delivery.id)
+                    .order_by(Delivery.lane, Delivery.id)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
@@ -365,7 +584,7 @@ class Outbox:
                 await session.scalars(
                     select(Delivery)
                     .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING)
-                    .order_by(Delivery.id)
+                    .order_by(Delivery.lane, Delivery.id)
                 )
             ).all()
         return list(rows)
@@ -449,12 +668,9 @@ class Outbox:
                     await asyncio.sleep(wait)
             await self._slots.acquire()
             try:
-                while (pause := self._paused_until - loop.time()) > 0:
-                    await asyncio.sleep(pause)
-                if self.pacer is not None:
-                    await self.pacer.acquire(row.chat_id if paced else None)
-                elif self.limiter is not None:
-                    await self.limiter.acquire()
+                if self.pacer is not None and paced:
+                    await self.pacer.chat_turn(row.chat_id)
+                await self.lanes.acquire(row.lane)
                 if self.shared and not await self._still_ours(row):
                     return {"status": LOST}
                 try:
@@ -480,9 +696,7 @@ class Outbox:
                     "next_attempt_at": utcnow() + timedelta(seconds=1)}
         except TelegramRetryAfter as e:
             # Everyone waits: Telegram asked the whole bot to slow down.
-            self._paused_until = max(self._paused_until, loop.time() + e.retry_after)
-            if self.pacer is not None:
-                await self.pacer.pause(e.retry_after)
+            await self.lanes.pause(e.retry_after)
             return {"status": DeliveryStatus.PENDING.value, "attempts": row.attempts - 1,
                     "next_attempt_at": utcnow() + timedelta(seconds=e.retry_after)}
         except TelegramMigrateToChat as e:
@@ -616,17 +830,19 @@ class RedisPacer:
         self.chat_limit = RateLimitItemPerSecond(1, per_chat_seconds)
         self._slot = self.redis.register_script(self.SLOT_SCRIPT)
 
-    async def acquire(self, chat_id: int | None) -> None:
+    async def chat_turn(self, chat_id: int | str) -> None:
+        """One message per second into one chat, across workers."""
+        while not await self.limiter.hit(self.chat_limit, "chat", str(chat_id)):
+            await asyncio.sleep(0.05)
+
+    async def global_slot(self) -> None:
+        """The next evenly spaced slot of the shared global rate, after any pause."""
         while True:
             until = await self.redis.get(self.PAUSE_KEY)
             wait = float(until) - time.time() if until else 0.0
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            if chat_id is not None and not await self.limiter.hit(self.chat_limit, "chat", str(chat_id)):
-                await asyncio.sleep(0.05)
-                continue
-            break
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
         if self.step:
             wait = float(await self._slot(keys=[self.SLOT_KEY], args=[self.step]))
             if wait > 0:
@@ -642,6 +858,19 @@ class RedisPacer:
 @functools.lru_cache(maxsize=256)
 def _parsed(name: str, payload: str) -> TelegramMethod[Any]:
     return METHODS[name].model_validate_json(payload)
+
+
+class _Direct:
+    """A call through the request-middleware chain it came from (Collect's pass-through)."""
+
+    __slots__ = ("make_request", "bot")
+
+    def __init__(self, make_request: Any, bot: Bot) -> None:
+        self.make_request = make_request
+        self.bot = bot
+
+    async def __call__(self, method: TelegramMethod[Any]) -> Any:
+        return await self.make_request(self.bot, method)
 
 
 class _ChatPace:

@@ -10,7 +10,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.actor import Actor
 from bot.i18n import in_locale
-from bot.menus import command_names, commands_for, enqueue_menu
+from bot.menus import commands_for, enqueue_menu, section_titles, sections
 from bot.settings import Settings
 from handlers.keyboards import AskCb, LangCb, group_title, language_keyboard, single_button
 from handlers.setup import SetupForm
@@ -55,7 +55,8 @@ async def start(
     await state.clear()
     if new_person:
         await enqueue_menu(repo, actor)
-    if actor.org is None:
+    org = actor.addressed_org
+    if org is None:
         if actor.is_config_admin:
             await state.set_state(SetupForm.name)
             await message.answer(
@@ -89,12 +90,12 @@ async def start(
         text += "\n\n" + _("Your commands: /help")
         await message.answer(text)
         return
-    pending = await repo.pending_requests(actor.org.id, person_id=actor.person.id)
+    pending = await repo.pending_requests(org.id, person_id=actor.person.id)
     text = _(
         "Hello! This is {org} — a closed space for its staff and families.\n\n"
         "To join, open the invitation link you were given, or send <code>/join CODE</code>.\n"
         "No code? Ask to join, and the administration will decide."
-    ).format(org=q(actor.org.name))
+    ).format(org=q(org.name))
     if pending:
         text += "\n\n" + _("Your request to join {group} is waiting for a decision.").format(
             group=q(pending[0].group.title)
@@ -106,8 +107,12 @@ async def start(
 
 async def help_command(message: Message, actor: Actor) -> None:
     texts = {c.command: c.description for c in commands_for(actor)}
+    titles = section_titles()
     lines = [_("<b>What you can do here</b>")]
-    lines += [f"/{name} — {texts[name]}" for name in command_names(actor)]
+    for section, names in sections(actor):
+        lines.append("")
+        lines.append(f"<b>{titles[section]}</b>")
+        lines += [f"/{name} — {texts[name]}" for name in names]
     if actor.awaiting_verification:
         lines.append("")
         lines.append(_("You are waiting for an administrator to verify you as a teacher."))

@@ -77,7 +77,7 @@ async def ask_role(query: CallbackQuery, callback_data: AskCb, state: FSMContext
     if callback_data.role not in actor.requestable_roles():
         await query.answer(_("Please choose one of the buttons."), show_alert=True)
         return
-    groups = await repo.groups(actor.org.id, include_staff=False)  # type: ignore[union-attr]
+    groups = await repo.groups(actor.addressed_org.id, include_staff=False)  # type: ignore[union-attr]
     if not groups:
         await state.clear()
         await query.answer()
@@ -93,7 +93,7 @@ async def ask_role(query: CallbackQuery, callback_data: AskCb, state: FSMContext
 
 
 async def ask_group(query: CallbackQuery, callback_data: AskCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
-    group = await repo.group(actor.org.id, callback_data.group_id)  # type: ignore[union-attr]
+    group = await repo.group(actor.addressed_org.id, callback_data.group_id)  # type: ignore[union-attr]
     if group is None or group.archived_at is not None or group.kind != "class":
         await query.answer(_("Please choose one of the buttons."), show_alert=True)
         return
@@ -185,7 +185,7 @@ def card_text(request: JoinRequest) -> str:
 async def send_request(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
     data = await state.get_data()
     await state.clear()
-    group = await repo.group(actor.org.id, data.get("group_id", 0))  # type: ignore[union-attr]
+    group = await repo.group(actor.addressed_org.id, data.get("group_id", 0))  # type: ignore[union-attr]
     if group is None or group.archived_at is not None:
         await query.answer(_("This group no longer exists."), show_alert=True)
         return
@@ -199,7 +199,7 @@ async def send_request(query: CallbackQuery, state: FSMContext, actor: Actor, re
     request.group = group
     if not actor.person.full_name:
         actor.person.full_name = data["full_name"]
-    chats = await deciders(repo, actor.org, request, settings)  # type: ignore[arg-type]
+    chats = await deciders(repo, actor.addressed_org, request, settings)  # type: ignore[arg-type]
     chats.pop(actor.person.telegram_id, None)
     for chat_id, locale in chats.items():
         with in_locale(locale):

@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     MetaData,
     String,
     Text,
@@ -274,6 +275,30 @@ class JoinRequest(Base):
     decided_by: Mapped[Person | None] = relationship(foreign_keys=[decided_by_id])
 
 
+class Lane(enum.IntEnum):
+    """Who waits least for Telegram's limits: the person pressing a button now
+    (their own answers, kept in memory by the sender), then cards and notices
+    to staff and to one person, then broadcasts and digests."""
+
+    NOW = 0
+    PEOPLE = 1
+    BULK = 2
+
+
+# Copies of posts and their edits, reminders to audiences, digests: the bulk lane.
+BULK_TOPICS = frozenset({
+    "post", "post_edit", "post_withdraw", "post_renotify", "event_reminder", "weekly_reminder", "digest",
+})
+
+
+def lane_for_topic(topic: str | None) -> int:
+    return Lane.BULK.value if topic in BULK_TOPICS else Lane.PEOPLE.value
+
+
+def _lane_default(context) -> int:  # type: ignore[no-untyped-def]
+    return lane_for_topic(context.get_current_parameters().get("topic"))
+
+
 class Delivery(Base):
     """The outbox: one Bot API call to one chat, made by the sender after commit.
 
@@ -286,6 +311,7 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_delivery_due", "status", "next_attempt_at"),
         Index("ix_delivery_topic", "topic", "ref_id"),
+        Index("ix_delivery_lane", "status", "lane", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -295,6 +321,8 @@ class Delivery(Base):
     payload: Mapped[str] = mapped_column(Text)
     topic: Mapped[str | None] = mapped_column(String(32))
     ref_id: Mapped[int | None] = mapped_column(Integer)
+    # Lane.PEOPLE or Lane.BULK, from the topic: claimed in that order.
+    lane: Mapped[int] = mapped_column(SmallInteger, default=_lane_default, server_default="1")
     # For a post's copy: which post and which recipient (delivery and
     # acknowledgement rates are counted from these).
     post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id"), index=True)

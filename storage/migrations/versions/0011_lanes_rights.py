@@ -1,0 +1,35 @@
+"""lanes and rights: the outbox's lane; blocks and join-request cool-downs that survive /forget
+
+- delivery.lane: cards and notices to people (1) are claimed before broadcasts
+  and digests (2); existing rows get the lane of their topic.
+- relay_block.sender_key: a block names the sender by a keyed hash of their
+  Telegram id too, so it outlives /forget and joining again.
+
+Revision ID: 0011
+Revises: 0007
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0011'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+BULK = ("post", "post_edit", "post_withdraw", "post_renotify", "event_reminder", "weekly_reminder", "digest")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('lane', sa.SmallInteger(), server_default='1', nullable=False))
+        batch_op.create_index('ix_delivery_lane', ['status', 'lane', 'id'], unique=False)
+    delivery = sa.table('delivery', sa.column('lane', sa.SmallInteger()), sa.column('topic', sa.String()))
+    op.execute(delivery.update().where(delivery.c.topic.in_(BULK)).values(lane=2))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('delivery', schema=None) as batch_op:
+        batch_op.drop_index('ix_delivery_lane')
+        batch_op.drop_column('lane')
