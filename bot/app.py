@@ -120,7 +120,7 @@ async def run(settings: Settings) -> None:
                         lease=timedelta(seconds=settings.sending_lease_seconds),
                         shared=settings.redis_url is not None)
         outbox.on_progress = progress_hook(session_maker, i18n, settings.default_locale, outbox.wake)
-        scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake,
+        scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake, admin_ids=settings.admin_ids,
                               grace=timedelta(hours=settings.grace_hours), worker=name,
                               lease=timedelta(seconds=settings.scheduler_lease_seconds))
         dp = create_dispatcher(settings, session_maker, outbox=outbox, bot_username=me.username or "",

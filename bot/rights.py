@@ -33,7 +33,7 @@ from storage.models import FAMILY_ROLES, VERIFIED_ROLES, GroupKind, MemberState,
 
 if TYPE_CHECKING:
     from bot.actor import Actor
-    from storage.models import Group, JoinRequest, Post
+    from storage.models import Group, JoinRequest, Person, Post
 
 
 class Cap(str, enum.Enum):
@@ -290,6 +290,36 @@ def can_manage_post(actor: Actor, post: Post, group_ids: Iterable[int], action: 
 
 
 ADMIN_CARD_ACTIONS = frozenset({"refresh", "withdraw", "withdraw_yes"})
+
+
+def may_respond(person: Person, post: Post) -> bool:
+    """Acknowledge or vote: a live membership in the post's audience, now (in
+    whichever organisation the person is acting)."""
+    roles = post.audience_roles()
+    groups = {g.group_id for g in post.groups}
+    return any(
+        m.org_id == post.org_id and m.state == MemberState.ACTIVE and m.group.archived_at is None
+        and m.role in roles and (post.audience != "groups" or m.group_id in groups)
+        for m in person.memberships
+    )
+
+
+def may_author(author: Person, post: Post, admin_ids: frozenset[int] = frozenset()) -> bool:
+    """The author may still send this post now (a scheduled post, a reminder, a
+    deadline acting in their name): the right to post to every group it names."""
+    from bot.actor import Actor
+
+    if author.telegram_id in admin_ids:
+        return True
+    org = next((m.group.organisation for m in Actor.live(author) if m.org_id == post.org_id), None)
+    actor = Actor(person=author, org=org, is_config_admin=False,
+                  locale=author.locale or "ru",
+                  memberships=[m for m in Actor.live(author) if m.org_id == post.org_id])
+    groups = [g.group_id for g in post.groups]
+    if post.audience != "groups" or not groups:
+        return can(actor, Cap.POST_WIDE)
+    where = scope(actor, Cap.POST)
+    return all(g in where for g in groups)
 
 
 def may_receive(actor: Actor, group_ids: Iterable[int] | None = None) -> bool:

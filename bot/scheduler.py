@@ -26,6 +26,8 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from bot import rights
+from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue
 from bot.posts import (
@@ -70,7 +72,9 @@ class Scheduler:
         clock: Callable[[], datetime] = utcnow,
         worker: str = "main",
         lease: timedelta = timedelta(seconds=30),
+        admin_ids: frozenset[int] = frozenset(),
     ) -> None:
+        self.admin_ids = admin_ids
         self.session_maker = session_maker
         self.i18n = i18n
         self.default_locale = default_locale
@@ -229,7 +233,11 @@ class Scheduler:
         }[DueKind(item.kind)]
         await handler(repo, item, now)
 
-    async def _context(self, repo: Repo, post_id: int) -> tuple[Any, Any, Any] | None:
+    async def _context(self, repo: Repo, post_id: int, what: str) -> tuple[Any, Any, Any] | None:
+        """The post, its organisation and its author — if the author may still
+        act on it now (bot.rights.may_author): a right is checked when it takes
+        effect, not when the item was planned. Otherwise nothing goes out, and
+        the author (if still a member) or the admins are told."""
         post = await repo.post(post_id)
         if post is None:
             return None
@@ -237,10 +245,36 @@ class Scheduler:
         author = await repo.person(post.author_id) if post.author_id else None
         if org is None or author is None:
             return None
+        author = await repo.person_with_memberships(author.telegram_id) or author
+        if not rights.may_author(author, post, self.admin_ids):
+            await self._lost_right(repo, post, org, author, what)
+            return None
         return post, org, author
 
+    async def _lost_right(self, repo: Repo, post: Any, org: Any, author: Any, what: str) -> None:
+        log.warning("scheduler: %s of post %s not sent: its author %s may no longer post there",
+                    what, post.id, author.id)
+        if what == "scheduled post" and post.state == PostState.SCHEDULED:
+            post.state = PostState.CANCELLED.value
+        title = html.quote(plain_text(post.text)[:60])
+        member = any(m.org_id == org.id for m in Actor.live(author))
+        if member:
+            chats = {author.telegram_id: author.locale or self.default_locale}
+        else:
+            chats = {p.telegram_id: p.locale or self.default_locale
+                     for p in await repo.people_in_role(org.id, [Role.ADMIN])}
+        for chat_id, locale in chats.items():
+            with in_locale(locale):
+                if member:
+                    text = _("«{title}» was not sent: you may no longer post to its groups.").format(title=title)
+                else:
+                    text = _("«{title}» by {name} was not sent: its author is no longer a member allowed to "
+                             "post there.").format(title=title, name=html.quote(author.display_name))
+            enqueue(repo, chat_id, SendMessage(chat_id=chat_id, text=text), org_id=org.id,
+                    topic="lost_right", ref_id=post.id)
+
     async def _event_reminder(self, repo: Repo, item: DueItem, now: datetime) -> None:
-        found = await self._context(repo, item.ref_id)
+        found = await self._context(repo, item.ref_id, "event reminder")
         if found is None:
             return
         post, org, author = found
@@ -258,7 +292,7 @@ class Scheduler:
                         prefix=lambda: _("⏰ Reminder: {when}").format(when=when))
 
     async def _scheduled_post(self, repo: Repo, item: DueItem, now: datetime) -> None:
-        found = await self._context(repo, item.ref_id)
+        found = await self._context(repo, item.ref_id, "scheduled post")
         if found is None:
             return
         post, org, author = found
@@ -268,7 +302,7 @@ class Scheduler:
                       default_locale=self.default_locale, now=now)
 
     async def _ack_reminder(self, repo: Repo, item: DueItem, now: datetime) -> None:
-        found = await self._context(repo, item.ref_id)
+        found = await self._context(repo, item.ref_id, "acknowledgement reminder")
         if found is None:
             return
         post, org, author = found
@@ -282,7 +316,7 @@ class Scheduler:
                         prefix=lambda: _("🔔 Please acknowledge this message by {when}.").format(when=due))
 
     async def _ack_deadline(self, repo: Repo, item: DueItem, now: datetime) -> None:
-        found = await self._context(repo, item.ref_id)
+        found = await self._context(repo, item.ref_id, "acknowledgement summary")
         if found is None:
             return
         post, org, author = found
@@ -295,12 +329,12 @@ class Scheduler:
                 title=plain_text(post.text)[:60], acked=acked, missing=len(missing)
             )
             if missing:
-                text += "\n" + ", ".join(p.display_name for p in missing[:100])
+                text += "\n" + ", ".join(html.quote(p.display_name) for p in missing[:100])
         enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text), org_id=org.id,
                 topic="ack_deadline", ref_id=post.id)
 
     async def _poll_close(self, repo: Repo, item: DueItem, now: datetime) -> None:
-        found = await self._context(repo, item.ref_id)
+        found = await self._context(repo, item.ref_id, "poll result")
         if found is None:
             return
         post, org, author = found

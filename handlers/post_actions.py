@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from icalendar import Calendar, Event
 
+from bot import rights
 from bot.actor import Actor
 from bot.posts import (
     CardCb,
@@ -76,8 +77,10 @@ async def _recipient_post(query: CallbackQuery, post_id: int, actor: Actor, repo
         await query.answer(_("This is a preview: recipients will be able to press it."), show_alert=True)
         return None
     post = await repo.post(post_id)
-    if post is None or not await repo.is_addressee(post_id, actor.person.id):
-        await query.answer(_("This button is not for you."), show_alert=True)
+    if post is None or not await repo.is_addressee(post_id, actor.person.id) or not rights.may_respond(
+        actor.person, post
+    ):
+        await query.answer(rights.REFUSED + _("This button is not for you."), show_alert=True)
         return None
     if post.state == PostState.WITHDRAWN:
         await query.answer(_("This message was withdrawn by its author."), show_alert=True)
@@ -150,13 +153,13 @@ async def on_card(
     query: CallbackQuery, callback_data: CardCb, state: FSMContext, actor: Actor, repo: Repo, settings: Settings
 ) -> None:
     post = await repo.post(callback_data.post_id)
-    # Only the author acts on a post; an admin may withdraw anyone's.
-    is_author = post is not None and post.author_id == actor.person.id
-    if post is None or actor.org is None or post.org_id != actor.org.id or not (
-        is_author or (actor.is_admin and callback_data.action in ("refresh", "withdraw", "withdraw_yes"))
+    # The author while they may still post there; an admin may refresh or withdraw anyone's.
+    if post is None or not rights.can_manage_post(
+        actor, post, [g.group_id for g in post.groups], callback_data.action
     ):
         elsewhere = post is not None and actor.elsewhere(post.org_id)
-        await query.answer(other_org_alert() if elsewhere else _("Only the author can do this."), show_alert=True)
+        await query.answer(other_org_alert() if elsewhere else rights.REFUSED + _("Only the author can do this."),
+                           show_alert=True)
         return
     if post.state == PostState.WITHDRAWN and callback_data.action != "refresh":
         await query.answer(_("This post is withdrawn."), show_alert=True)

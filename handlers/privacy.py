@@ -72,6 +72,9 @@ async def forget_command(message: Message, actor: Actor, repo: Repo, settings: S
 
 
 async def forget(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
+    # Two admins deleting themselves at the same moment: one after the other, so
+    # the second sees the first gone and stays the last admin.
+    await repo.lock_organisations(m.org_id for m in Actor.live(actor.person) if m.role == Role.ADMIN)
     if await _last_admin(actor, repo, settings):
         await query.answer(_("You are the last administrator: appoint another one first (/members), then /forget."),
                            show_alert=True)

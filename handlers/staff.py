@@ -84,9 +84,7 @@ async def verify(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, re
     if accept:
         won = await repo.verify_membership(membership.id, actor.person.id)
     else:
-        won = membership.state == MemberState.UNVERIFIED
-        if won:
-            membership.state = MemberState.REMOVED.value
+        won = await repo.decline_membership(membership.id)
     if not won:
         await repo.session.refresh(membership)
         done = membership.state == MemberState.ACTIVE

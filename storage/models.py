@@ -412,6 +412,17 @@ class Post(Base):
     groups: Mapped[list[PostGroup]] = relationship(cascade="all, delete-orphan")
     options: Mapped[list[PollOption]] = relationship(order_by="PollOption.position", cascade="all, delete-orphan")
 
+    def audience_roles(self) -> frozenset[str]:
+        """The roles the post is for (in its groups, or in the whole organisation)."""
+        if self.audience == "org":
+            return frozenset(r.value for r in Role)
+        if self.audience == "staff":
+            return frozenset(r.value for r in STAFF_ROLES)
+        if self.audience == "parents":
+            return frozenset({Role.PARENT.value})
+        return frozenset(([Role.PARENT.value] if self.to_parents else []) + (
+            [Role.STUDENT.value] if self.to_students else []))
+
 
 class PostGroup(Base):
     """A group a post was addressed to (for /schedule, /events and statistics)."""

@@ -240,6 +240,27 @@ class Repo:
         )
         return result.rowcount == 1
 
+    async def decline_membership(self, membership_id: int) -> bool:
+        """Compare-and-swap: True only for the press that actually declined."""
+        result = await self.session.execute(
+            update(Membership)
+            .where(Membership.id == membership_id, Membership.state == MemberState.UNVERIFIED)
+            .values(state=MemberState.REMOVED.value)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
+    async def lock_organisations(self, org_ids: Iterable[int]) -> None:
+        """Serialises decisions about these organisations' last admins: a write
+        that takes SQLite's write lock and PostgreSQL's row locks, so the reads
+        after it see every decision committed before."""
+        ids = sorted(set(org_ids))
+        if ids:
+            await self.session.execute(
+                update(Organisation).where(Organisation.id.in_(ids)).values(id=Organisation.id)
+                .execution_options(synchronize_session=False)
+            )
+
     async def members(self, group_id: int) -> Sequence[Membership]:
         return (
             await self.session.scalars(
@@ -690,17 +711,7 @@ class Repo:
 
     async def post_recipients(self, post: Post, group_ids: Iterable[int]) -> Sequence[Person]:
         """Everyone a post is for, once each, never its author."""
-        roles: list[str]
-        if post.audience == "org":
-            roles = [r.value for r in Role]
-        elif post.audience == "staff":
-            roles = [r.value for r in STAFF_ROLES]
-        elif post.audience == "parents":
-            roles = [Role.PARENT.value]
-        else:
-            roles = ([Role.PARENT.value] if post.to_parents else []) + (
-                [Role.STUDENT.value] if post.to_students else []
-            )
+        roles = list(post.audience_roles())
         stmt = (
             select(Person)
             .join(Membership, Membership.person_id == Person.id)

@@ -60,7 +60,8 @@ async def app(settings: Settings, session_maker: object) -> AsyncIterator[Harnes
     outbox = Outbox(session_maker, bot, rate=0, per_chat_interval=0)  # type: ignore[arg-type]
     i18n = create_i18n(settings.default_locale)
     outbox.on_progress = progress_hook(session_maker, i18n, settings.default_locale, outbox.wake)
-    scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake)  # type: ignore[arg-type]
+    scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake,  # type: ignore[arg-type]
+                          admin_ids=settings.admin_ids)
     # Dialog state in the database, as in production (bot.fsm).
     dp = create_dispatcher(settings, session_maker, outbox=None, bot_username=BOT_USER.username or "",  # type: ignore[arg-type]
                            scheduler=scheduler, i18n=i18n, storage=DatabaseStorage(session_maker))  # type: ignore[arg-type]
