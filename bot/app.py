@@ -75,6 +75,7 @@ def create_dispatcher(
         bot_username=bot_username,
         throttle=throttle or WrongCodeThrottle(),
         outbox=outbox,
+        session_maker=session_maker,  # for continuations that open a unit of work of their own
     )
     dp.update.outer_middleware(Isolation(dp.fsm))
     dp.update.outer_middleware(UnitOfWork(session_maker, outbox, scheduler, once=once))

@@ -95,7 +95,7 @@ def after_commit_do(step: Callable[[], Awaitable[None]]) -> None:
 
 
 @asynccontextmanager
-async def unit_of_work(session_maker: async_sessionmaker) -> AsyncIterator[Repo]:
+async def unit_of_work(session_maker: async_sessionmaker, bot: Bot) -> AsyncIterator[Repo]:
     """A continuation's own transaction, with the same rule: what it says is
     collected and leaves after its commit (`Collect` sends it then)."""
     outer = after_commit.get()
@@ -113,9 +113,6 @@ async def unit_of_work(session_maker: async_sessionmaker) -> AsyncIterator[Repo]
     finally:
         after_commit.reset(token)
     await commit.run()
-    if outer is not None:
-        outer.open = False
-    bot = commit.bot
+    del outer
     for method in commit.replies:
-        if bot is not None:
-            await bot(method)
+        await bot(method)  # outside the transaction now: Collect sends it

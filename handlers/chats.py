@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
@@ -16,7 +17,9 @@ from aiogram.types import CallbackQuery, ChatJoinRequest, ChatMemberUpdated, Mes
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
+from bot.replies import after_commit_do, unit_of_work
 from handlers.filters import GROUP_CHATS, Migrated
 from handlers.keyboards import group_title
 from handlers.texts import q
@@ -64,46 +67,95 @@ async def _bot_can_invite(bot: Bot, chat_id: int) -> bool:
     return member.status == "creator" or (member.status == "administrator" and bool(getattr(member, "can_invite_users", False)))
 
 
+async def _sender_administers(bot: Bot, chat_id: int, user_id: int) -> bool:
+    """Telegram says the sender is the chat's creator or one of its administrators."""
+    try:
+        member = await bot.get_chat_member(chat_id, user_id)
+    except TelegramAPIError:
+        return False
+    return member.status in ("creator", "administrator")
+
+
 async def link_command(message: Message, actor: Actor, repo: Repo, bot: Bot) -> None:
-    if actor.org is None or not (actor.is_admin or actor.teaching_group_ids()):
-        await message.answer(_("Only administrators and the class's verified teacher can link this chat."))
-        return
+    # The rights table's LINK_CHAT (admins, a class's verified teacher) was checked by the gate.
     if await repo.linked_chat(message.chat.id) is not None:
         await message.answer(_("This chat is already linked. /unlink first to link it elsewhere."))
         return
-    if not await _bot_can_invite(bot, message.chat.id):
-        await message.answer(_("Make me an administrator of this chat with the right to invite users, then send /link again."))
-        return
     allowed = linkable_groups_filter(actor)
     kb = InlineKeyboardBuilder()
-    for group in await repo.groups(actor.org.id):
+    for group in await repo.groups(actor.org.id):  # type: ignore[union-attr]
         if allowed(group):
             kb.button(text=group_title(group), callback_data=ChatCb(action="link", group_id=group.id))
     kb.adjust(2)
-    await message.answer(_("Which group is this chat for?"), reply_markup=kb.as_markup())
+    markup = kb.as_markup()
+    sender = message.from_user.id if message.from_user else 0
+    texts = {
+        "not_admin": _("Only an administrator of this Telegram chat can link it. Ask its owner to make you one."),
+        "bot_rights": _("Make me an administrator of this chat with the right to invite users, then send /link again."),
+        "choose": _("Which group is this chat for?"),
+    }
+
+    async def ask_telegram() -> None:
+        # Telegram's answers are needed: asked after the commit, outside any transaction.
+        if not await _sender_administers(bot, message.chat.id, sender):
+            await message.answer(texts["not_admin"])
+        elif not await _bot_can_invite(bot, message.chat.id):
+            await message.answer(texts["bot_rights"])
+        else:
+            await message.answer(texts["choose"], reply_markup=markup)
+
+    after_commit_do(ask_telegram)
 
 
-async def link(query: CallbackQuery, callback_data: ChatCb, actor: Actor, repo: Repo, bot: Bot) -> None:
+async def link(query: CallbackQuery, callback_data: ChatCb, actor: Actor, repo: Repo, bot: Bot,
+               session_maker: async_sessionmaker) -> None:
     message = query.message
     if not isinstance(message, Message) or message.chat.type not in ("group", "supergroup"):
         await query.answer(_("This button works only in a group chat."), show_alert=True)
         return
     group = await repo.group(actor.org.id, callback_data.group_id) if actor.org else None
     if group is None or group.archived_at is not None or not linkable_groups_filter(actor)(group):
-        await query.answer(_("Only administrators and the class's verified teacher can link this chat."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators and the class's verified teacher can link this chat."),
+                           show_alert=True)
         return
     if await repo.linked_chat(message.chat.id) is not None:
         await query.answer(_("This chat is already linked. /unlink first to link it elsewhere."), show_alert=True)
         return
-    invite = await bot.create_chat_invite_link(message.chat.id, name=group.title[:32], creates_join_request=True)
-    repo.session.add(LinkedChat(org_id=group.org_id, group_id=group.id, chat_id=message.chat.id,
-                                title=message.chat.title or "", invite_link=invite.invite_link, linked_by_id=actor.person.id))
-    repo.audit(group.org_id, actor.person.id, "chat.link", subject=f"group:{group.id}", detail=message.chat.title)
+    chat_id, chat_title, person_id = message.chat.id, message.chat.title or "", actor.person.id
+    group_id, org_id, title = group.id, group.org_id, group.title
+    texts = {
+        "not_admin": _("Only an administrator of this Telegram chat can link it. Ask its owner to make you one."),
+        "bot_rights": _("Make me an administrator of this chat with the right to invite users, then send /link again."),
+        "taken": _("This chat is already linked. /unlink first to link it elsewhere."),
+        "done": _("🔗 This chat now belongs to {group}. Share this link: {link}\nI let in only members of {group}; "
+                  "everyone else is declined."),
+    }
     await query.answer()
-    await message.edit_text(
-        _("🔗 This chat now belongs to {group}. Share this link: {link}\nI let in only members of {group}; "
-          "everyone else is declined.").format(group=q(group.title), link=invite.invite_link)
-    )
+
+    async def make_link() -> None:
+        # Decided when it takes effect: the presser administers the chat now.
+        if not await _sender_administers(bot, chat_id, query.from_user.id):
+            await message.edit_text(texts["not_admin"])
+            return
+        if not await _bot_can_invite(bot, chat_id):
+            await message.edit_text(texts["bot_rights"])
+            return
+        invite = await bot.create_chat_invite_link(chat_id, name=title[:32], creates_join_request=True)
+        async with unit_of_work(session_maker, bot) as repo2:
+            if await repo2.linked_chat(chat_id) is not None:
+                taken = True
+            else:
+                taken = False
+                repo2.session.add(LinkedChat(org_id=org_id, group_id=group_id, chat_id=chat_id, title=chat_title,
+                                             invite_link=invite.invite_link, linked_by_id=person_id))
+                repo2.audit(org_id, person_id, "chat.link", subject=f"group:{group_id}", detail=chat_title)
+        if taken:
+            await bot.revoke_chat_invite_link(chat_id, invite.invite_link)
+            await message.edit_text(texts["taken"])
+        else:
+            await message.edit_text(texts["done"].format(group=q(title), link=invite.invite_link))
+
+    after_commit_do(make_link)
 
 
 async def unlink_command(message: Message, actor: Actor, repo: Repo, bot: Bot) -> None:
@@ -113,7 +165,7 @@ async def unlink_command(message: Message, actor: Actor, repo: Repo, bot: Bot) -
         return
     group = await repo.group(linked.org_id, linked.group_id)
     if group is None or actor.org is None or actor.org.id != linked.org_id or not linkable_groups_filter(actor)(group):
-        await message.answer(_("Only administrators and the class's verified teacher can unlink this chat."))
+        await message.answer(rights.REFUSED + _("Only administrators and the class's verified teacher can unlink this chat."))
         return
     if linked.invite_link:
         try:
