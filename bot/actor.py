@@ -62,6 +62,15 @@ class Actor:
             prospect_org=prospect,
         )
 
+    @classmethod
+    def in_org(cls, person: Person, org: Organisation, admin_ids: frozenset[int] = frozenset()) -> Actor:
+        """The person as they stand in one organisation now (a creator, an author
+        whose right is checked when something of theirs takes effect)."""
+        live = [m for m in cls.live(person) if m.org_id == org.id]
+        return cls(person=person, org=org, is_config_admin=person.telegram_id in admin_ids,
+                   locale=person.locale or "ru", memberships=live,
+                   org_ids=frozenset(m.org_id for m in cls.live(person)))
+
     @staticmethod
     def live(person: Person) -> list[Membership]:
         """Memberships that count, in every organisation: not removed, group not archived."""

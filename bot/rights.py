@@ -33,7 +33,7 @@ from storage.models import FAMILY_ROLES, VERIFIED_ROLES, GroupKind, MemberState,
 
 if TYPE_CHECKING:
     from bot.actor import Actor
-    from storage.models import Group, JoinRequest, Person, Post
+    from storage.models import Group, Invitation, JoinRequest, Person, Post
 
 
 class Cap(str, enum.Enum):
@@ -248,6 +248,15 @@ def invitable_roles(actor: Actor, group: Group) -> list[Role]:
     if is_admin(actor):
         return [*family_roles(actor), Role.TEACHER, Role.SPECIALIST]
     return family_roles(actor)
+
+
+def invitation_admits(creator: Actor, invitation: Invitation) -> bool:
+    """An invitation admits people while its creator may still issue it — except
+    an administrator's, which is the organisation's and outlives its creator
+    (any admin lists and revokes it)."""
+    if invitation.issued_by_admin:
+        return True
+    return invitation.role in invitable_roles(creator, invitation.group)
 
 
 def can_manage_invitation(actor: Actor, group_id: int, created_by_id: int) -> bool:

@@ -227,6 +227,7 @@ async def make_invitation(
         created_by_id=actor.person.id,
         expires_at=utcnow() + timedelta(days=callback_data.days),
         max_uses=callback_data.uses or None,
+        issued_by_admin=actor.is_admin,
     )
     invitation.group = group
     repo.audit(

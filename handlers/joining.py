@@ -16,10 +16,12 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
+from bot import rights
 from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
 from bot.throttle import WrongCodeThrottle
+from handlers.requests import file_request
 from handlers.admission import admit, ask_admins_to_verify, refresh_menu_of
 from handlers.filters import TEXT_INPUT
 from handlers.invites import normalize_code
@@ -66,28 +68,39 @@ def invitation_problem(invitation: Invitation | None, now: datetime) -> str | No
 
 async def start_with_code(
     message: Message, command: CommandObject, state: FSMContext, actor: Actor, repo: Repo,
-    throttle: WrongCodeThrottle, new_person: bool = False,
+    throttle: WrongCodeThrottle, settings: Settings, new_person: bool = False,
 ) -> None:
     if new_person:
         await enqueue_menu(repo, actor)
-    await begin(message, command.args or "", state, actor, repo, throttle)
+    await begin(message, command.args or "", state, actor, repo, throttle, settings)
 
 
 async def join_command(
     message: Message, command: CommandObject, state: FSMContext, actor: Actor, repo: Repo,
-    throttle: WrongCodeThrottle,
+    throttle: WrongCodeThrottle, settings: Settings,
 ) -> None:
     if not command.args:
         await message.answer(_("Send the code with the command, like this: <code>/join K7M2QX9PRT</code>"))
         return
-    await begin(message, command.args, state, actor, repo, throttle)
+    await begin(message, command.args, state, actor, repo, throttle, settings)
+
+
+async def creator_still_admits(repo: Repo, invitation: Invitation, admin_ids: frozenset[int]) -> bool:
+    """Decided when the code is used, not when it was made (bot.rights.invitation_admits)."""
+    creator = await repo.person_by_id_with_memberships(invitation.created_by_id)
+    org = await repo.organisation(invitation.org_id)
+    if creator is None or org is None:
+        return False
+    return rights.invitation_admits(Actor.in_org(creator, org, admin_ids), invitation)
 
 
 async def begin(
-    message: Message, text: str, state: FSMContext, actor: Actor, repo: Repo, throttle: WrongCodeThrottle
+    message: Message, text: str, state: FSMContext, actor: Actor, repo: Repo, throttle: WrongCodeThrottle,
+    settings: Settings,
 ) -> None:
     user_id = actor.person.telegram_id
-    wait = await throttle.blocked_for(user_id)
+    org_id = actor.addressed_org.id if actor.addressed_org else None
+    wait = await throttle.blocked_for(user_id) or await throttle.org_blocked_for(org_id)
     if wait:
         await message.answer(
             _("Too many wrong codes. Please wait {minutes} min and try again.").format(minutes=wait)
@@ -97,10 +110,14 @@ async def begin(
     invitation = await repo.invitation_by_code(code) if code else None
     problem = invitation_problem(invitation, utcnow())
     if problem is not None:
-        await throttle.wrong(user_id)
+        await throttle.wrong(user_id, org_id)
         await message.answer(problem)
         return
     assert invitation is not None
+    if not await creator_still_admits(repo, invitation, settings.admin_ids):
+        await message.answer(_("This invitation no longer works: whoever issued it can no longer invite to this "
+                               "group. Ask the school for a new one."))
+        return
     existing = actor.membership_in(invitation.group_id, invitation.role)
     if existing is not None and invitation.role != Role.PARENT:
         await message.answer(
@@ -212,8 +229,20 @@ async def confirm(
             )
         )
         return
+    # A member removed from this group comes back only with a decider's approval.
+    if any(m.group_id == invitation.group_id and m.state == MemberState.REMOVED for m in actor.person.memberships):
+        org = await repo.organisation(invitation.org_id)
+        assert org is not None
+        outcome = await file_request(repo, org, invitation.group, actor.person, invitation.role,
+                                     data["full_name"], child, settings)
+        await query.answer()
+        await query.message.edit_text(outcome)  # type: ignore[union-attr]
+        return
     # Checked again: it may have expired, been revoked or used up meanwhile.
     problem = invitation_problem(invitation, utcnow())
+    if problem is None and not await creator_still_admits(repo, invitation, settings.admin_ids):
+        problem = _("This invitation no longer works: whoever issued it can no longer invite to this "
+                    "group. Ask the school for a new one.")
     if problem is None and not await repo.consume_invitation(invitation.id, utcnow()):
         problem = _("This invitation has already been used up. Ask whoever gave it to you for a new one.")
     if problem is not None:

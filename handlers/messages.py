@@ -24,6 +24,7 @@ from bot.i18n import in_locale
 from bot.outbox import enqueue
 from bot.posts import visible_length
 from bot.settings import Settings
+from bot.throttle import WrongCodeThrottle
 from bot.timeline import hhmm
 from handlers.admission import admin_chats
 from handlers.filters import NOT_A_COMMAND, PRIVATE
@@ -155,7 +156,8 @@ def office_note(hours: str | None, org: Organisation, now: datetime) -> str | No
         hours=hours, start=start.strftime("%H:%M"))
 
 
-async def got_message(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
+async def got_message(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings,
+                      throttle: WrongCodeThrottle) -> None:
     data = await state.get_data()
     org = actor.org
     if org is None or not actor.is_member:
@@ -190,6 +192,12 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
             return
         chats = {target.telegram_id: target.locale or settings.default_locale}
         hours = target.office_hours or org.office_hours
+    recipient = f"person:{target.id}" if target is not None else f"admins:{org.id}"
+    wait = await throttle.write_wait(actor.person.id, recipient)
+    if wait:
+        await message.answer(_("You have sent several messages in a row. You can write again in {seconds} s; "
+                               "this one was not passed on.").format(seconds=wait))
+        return
     await state.clear()
     relay = await repo.add_relay(Relay(
         org_id=org.id, sender_id=actor.person.id, recipient_id=target.id if target else None,

@@ -27,7 +27,10 @@ from handlers.keyboards import (
     roles_keyboard,
 )
 from handlers.texts import clean_name, other_org_alert, q, role_name
-from storage.models import FAMILY_ROLES, JoinRequest, Organisation, RequestState, Role
+from datetime import timedelta
+
+from bot.posts import local
+from storage.models import FAMILY_ROLES, Group, JoinRequest, Organisation, Person, RequestState, Role, utcnow
 from storage.repo import Repo
 
 LIST_LIMIT = 10
@@ -189,18 +192,37 @@ async def send_request(query: CallbackQuery, state: FSMContext, actor: Actor, re
     if group is None or group.archived_at is not None:
         await query.answer(_("This group no longer exists."), show_alert=True)
         return
-    if await repo.pending_request(actor.person.id, group.id, data["role"]) is not None:
-        await query.answer(_("Your request has already been sent."), show_alert=True)
-        return
+    outcome = await file_request(repo, actor.addressed_org, group, actor.person, data["role"],  # type: ignore[arg-type]
+                                 data["full_name"], data.get("child_name"), settings)
+    await query.answer()
+    await query.message.edit_text(outcome)  # type: ignore[union-attr]
+
+
+# After a rejection, the same person may ask for the same group again only after this.
+COOL_DOWN = timedelta(hours=24)
+
+
+async def file_request(
+    repo: Repo, org: Organisation, group: Group, person: Person, role: str, full_name: str,
+    child_name: str | None, settings: Settings,
+) -> str:
+    """A join request with a card to every decider; what to tell the person.
+    One pending request per person, group and role; a cool-down after a rejection."""
+    if await repo.pending_request(person.id, group.id, role) is not None:
+        return _("You have already asked to join {group}. Please wait for the decision.").format(group=q(group.title))
+    rejected = await repo.last_rejection(person.id, group.id)
+    if rejected is not None and rejected.decided_at is not None and rejected.decided_at > utcnow() - COOL_DOWN:
+        return _("Your last request to join {group} was declined. You can ask again after {when}.").format(
+            group=q(group.title), when=local(rejected.decided_at + COOL_DOWN, org))
     request = await repo.add_join_request(
-        org_id=group.org_id, group_id=group.id, person_id=actor.person.id, role=data["role"],
-        full_name=data["full_name"], child_name=data.get("child_name"),
+        org_id=group.org_id, group_id=group.id, person_id=person.id, role=role,
+        full_name=full_name, child_name=child_name,
     )
     request.group = group
-    if not actor.person.full_name:
-        actor.person.full_name = data["full_name"]
-    chats = await deciders(repo, actor.addressed_org, request, settings)  # type: ignore[arg-type]
-    chats.pop(actor.person.telegram_id, None)
+    if not person.full_name:
+        person.full_name = full_name
+    chats = await deciders(repo, org, request, settings)
+    chats.pop(person.telegram_id, None)
     for chat_id, locale in chats.items():
         with in_locale(locale):
             enqueue(
@@ -208,10 +230,7 @@ async def send_request(query: CallbackQuery, state: FSMContext, actor: Actor, re
                 SendMessage(chat_id=chat_id, text=card_text(request), reply_markup=decide_keyboard(request.id)),
                 org_id=group.org_id, topic="join_request", ref_id=request.id,
             )
-    await query.answer()
-    await query.message.edit_text(  # type: ignore[union-attr]
-        _("📨 Your request to join {group} is sent. You will get the answer here.").format(group=q(group.title))
-    )
+    return _("📨 Your request to join {group} is sent. You will get the answer here.").format(group=q(group.title))
 
 
 async def ask_cancel(query: CallbackQuery, state: FSMContext) -> None:

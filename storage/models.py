@@ -24,6 +24,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # A number that came from outside (a button's callback data) and is used as a
@@ -250,6 +251,9 @@ class Invitation(Base):
     max_uses: Mapped[int | None] = mapped_column(Integer)
     uses: Mapped[int] = mapped_column(Integer, default=0)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Issued by an administrator: the organisation's code, it outlives its
+    # creator's membership. A teacher's code works only while they may invite.
+    issued_by_admin: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
 
     group: Mapped[Group] = relationship()
 

@@ -470,8 +470,10 @@ class Repo:
         created_by_id: int,
         expires_at: datetime,
         max_uses: int | None,
+        issued_by_admin: bool = False,
     ) -> Invitation:
         invitation = Invitation(
+            issued_by_admin=issued_by_admin,
             org_id=org_id,
             group_id=group_id,
             role=role,
@@ -619,6 +621,17 @@ class Repo:
             .where(JoinRequest.id == request_id)
             .execution_options(populate_existing=True)
         )
+
+    async def last_rejection(self, person_id: int, group_id: int) -> JoinRequest | None:
+        return await self.session.scalar(
+            select(JoinRequest).where(JoinRequest.person_id == person_id, JoinRequest.group_id == group_id,
+                                      JoinRequest.state == RequestState.REJECTED)
+            .order_by(JoinRequest.decided_at.desc()).limit(1)
+        )
+
+    async def person_by_id_with_memberships(self, person_id: int) -> Person | None:
+        person = await self.session.get(Person, person_id)
+        return await self.person_with_memberships(person.telegram_id) if person is not None else None
 
     async def decide_join_request(self, request_id: int, state: str, by_person_id: int) -> bool:
         """Compare-and-swap: the first decision wins."""

@@ -1,9 +1,9 @@
-"""lanes and rights: the outbox's lane; blocks and join-request cool-downs that survive /forget
+"""lanes and rights: the outbox's lane; whether an invitation is the organisation's
 
 - delivery.lane: cards and notices to people (1) are claimed before broadcasts
   and digests (2); existing rows get the lane of their topic.
-- relay_block.sender_key: a block names the sender by a keyed hash of their
-  Telegram id too, so it outlives /forget and joining again.
+- invitation.issued_by_admin: an admin's code outlives its creator; existing
+  codes for staff roles, or made by someone who was an admin, are marked so.
 
 Revision ID: 0011
 Revises: 0007
@@ -27,9 +27,18 @@ def upgrade() -> None:
         batch_op.create_index('ix_delivery_lane', ['status', 'lane', 'id'], unique=False)
     delivery = sa.table('delivery', sa.column('lane', sa.SmallInteger()), sa.column('topic', sa.String()))
     op.execute(delivery.update().where(delivery.c.topic.in_(BULK)).values(lane=2))
+    with op.batch_alter_table('invitation', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('issued_by_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.execute(
+        "UPDATE invitation SET issued_by_admin = TRUE WHERE role IN ('admin', 'head', 'teacher', 'specialist') "
+        "OR EXISTS (SELECT 1 FROM membership m WHERE m.person_id = invitation.created_by_id "
+        "AND m.org_id = invitation.org_id AND m.role = 'admin')"
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('invitation', schema=None) as batch_op:
+        batch_op.drop_column('issued_by_admin')
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_lane')
         batch_op.drop_column('lane')
