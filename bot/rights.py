@@ -189,7 +189,9 @@ def _view_groups(actor: Actor) -> Scope:
 
 
 def _switch_org(actor: Actor) -> Scope:
-    return EVERYWHERE if actor.is_config_admin or len(actor.org_ids) > 1 else NOWHERE
+    """/org: the platform's administrators (who also add organisations), people
+    in several organisations, and newcomers choosing where to ask to join."""
+    return EVERYWHERE if actor.is_config_admin or len(actor.org_ids) != 1 else NOWHERE
 
 
 RULES: dict[Cap, Rule] = {
@@ -368,6 +370,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("events", Cap.MEMBER, Section.EVERYDAY),
     Command("write", Cap.MEMBER, Section.EVERYDAY),
     Command("settings", Cap.MEMBER, Section.EVERYDAY),
+    Command("groups", Cap.VIEW_GROUPS, Section.EVERYDAY),
     Command("absent", Cap.ABSENT, Section.FAMILY),
     Command("post", Cap.POST, Section.TEACHING),
     Command("scheduled", Cap.POST, Section.TEACHING),
@@ -375,7 +378,6 @@ COMMANDS: tuple[Command, ...] = (
     Command("invites", Cap.INVITE, Section.TEACHING),
     Command("requests", Cap.DECIDE_REQUESTS, Section.TEACHING),
     Command("absences", Cap.SEE_ABSENCES, Section.TEACHING),
-    Command("groups", Cap.VIEW_GROUPS, Section.TEACHING),
     Command("members", Cap.VIEW_MEMBERS, Section.TEACHING),
     Command("stats", Cap.STATS, Section.ADMINISTRATION),
     Command("audit", Cap.AUDIT, Section.ADMINISTRATION),

@@ -90,7 +90,7 @@ async def link_command(message: Message, actor: Actor, repo: Repo, bot: Bot) -> 
     markup = kb.as_markup()
     sender = message.from_user.id if message.from_user else 0
     texts = {
-        "not_admin": _("Only an administrator of this Telegram chat can link it. Ask its owner to make you one."),
+        "not_admin": rights.REFUSED + _("Only an administrator of this Telegram chat can link it. Ask its owner to make you one."),
         "bot_rights": _("Make me an administrator of this chat with the right to invite users, then send /link again."),
         "choose": _("Which group is this chat for?"),
     }
@@ -124,7 +124,7 @@ async def link(query: CallbackQuery, callback_data: ChatCb, actor: Actor, repo: 
     chat_id, chat_title, person_id = message.chat.id, message.chat.title or "", actor.person.id
     group_id, org_id, title = group.id, group.org_id, group.title
     texts = {
-        "not_admin": _("Only an administrator of this Telegram chat can link it. Ask its owner to make you one."),
+        "not_admin": rights.REFUSED + _("Only an administrator of this Telegram chat can link it. Ask its owner to make you one."),
         "bot_rights": _("Make me an administrator of this chat with the right to invite users, then send /link again."),
         "taken": _("This chat is already linked. /unlink first to link it elsewhere."),
         "done": _("🔗 This chat now belongs to {group}. Share this link: {link}\nI let in only members of {group}; "

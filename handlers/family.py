@@ -17,6 +17,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue
@@ -83,7 +84,7 @@ def days_text(start: date, end: date) -> str:
 
 async def absent_command(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     if actor.org is None or Role.PARENT not in actor.roles:
-        await message.answer(_("Only parents send absence notices."))
+        await message.answer(rights.REFUSED + _("Only parents send absence notices."))
         return
     await state.clear()
     children = await repo.children_of(actor.person.id, actor.org.id)
@@ -108,7 +109,7 @@ async def absent_command(message: Message, state: FSMContext, actor: Actor, repo
 
 async def _own_child(query: CallbackQuery, actor: Actor, repo: Repo, pupil_id: int):  # type: ignore[no-untyped-def]
     if actor.org is None:
-        await query.answer(_("Only parents send absence notices."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only parents send absence notices."), show_alert=True)
         return None
     for child in await repo.children_of(actor.person.id, actor.org.id):
         if child.id == pupil_id:
@@ -294,7 +295,7 @@ async def withdraw(query: CallbackQuery, callback_data: AbsentCb, actor: Actor, 
 
 async def absences_command(message: Message, actor: Actor, repo: Repo) -> None:
     if actor.org is None or not (actor.is_admin or actor.is_head or actor.teaching_group_ids()):
-        await message.answer(_("Only teachers and the administration see absences."))
+        await message.answer(rights.REFUSED + _("Only teachers and the administration see absences."))
         return
     groups = {g.id: g.title for g in await repo.groups(actor.org.id, include_staff=False)}
     if not (actor.is_admin or actor.is_head):
@@ -323,7 +324,7 @@ async def absences_command(message: Message, actor: Actor, repo: Repo) -> None:
 async def open_from_digest(query: CallbackQuery, callback_data: DigestCb, actor: Actor, repo: Repo) -> None:
     post = await repo.post(callback_data.post_id)
     if post is None or not await repo.is_addressee(post.id, actor.person.id):
-        await query.answer(_("This button is not for you."), show_alert=True)
+        await query.answer(rights.REFUSED + _("This button is not for you."), show_alert=True)
         return
     if post.state != PostState.SENT:
         await query.answer(_("This message was withdrawn by its author."), show_alert=True)

@@ -10,6 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from handlers.filters import TEXT_INPUT
 from handlers.keyboards import GroupCb, confirm_keyboard, group_title
@@ -63,7 +64,7 @@ async def groups_command(message: Message, actor: Actor, repo: Repo) -> None:
 async def _admin_group(query: CallbackQuery, callback_data: GroupCb, actor: Actor, repo: Repo) -> Group | None:
     """The group an admin's button names, or None after telling them why not."""
     if not actor.is_admin or actor.org is None:
-        await query.answer(_("Only administrators can change groups."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators can change groups."), show_alert=True)
         return None
     group = await repo.group(actor.org.id, callback_data.group_id)
     if group is None or group.archived_at is not None:
@@ -110,7 +111,7 @@ async def ask_title(
         prompt = _("Send the new name for «{title}» (/cancel to keep it).").format(title=q(group.title))
     else:
         if not actor.is_admin:
-            await query.answer(_("Only administrators can change groups."), show_alert=True)
+            await query.answer(rights.REFUSED + _("Only administrators can change groups."), show_alert=True)
             return
         await state.set_state(GroupForm.title)
         await state.update_data(group_id=None)
@@ -122,7 +123,7 @@ async def ask_title(
 async def got_title(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin or actor.org is None:
         await state.clear()
-        await message.answer(_("Only administrators can change groups."))
+        await message.answer(rights.REFUSED + _("Only administrators can change groups."))
         return
     title = clean_name(message.text, TITLE_MAX)
     if title is None:

@@ -20,6 +20,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.settings import Settings
 from handlers.keyboards import (
@@ -88,12 +89,12 @@ def create_router() -> Router:
 def _refusal(actor: Actor) -> str | None:
     """Why this person cannot invite at all, or None."""
     if actor.org is None or not actor.is_member:
-        return _("Only staff can create invitations. Send /start.")
+        return rights.REFUSED + _("Only staff can create invitations. Send /start.")
     if actor.is_admin or actor.teaching_group_ids():
         return None
     if actor.awaiting_verification:
         return _("You are waiting for an administrator to verify you. Until then you cannot invite.")
-    return _("Only administrators and verified teachers can create invitations.")
+    return rights.REFUSED + _("Only administrators and verified teachers can create invitations.")
 
 
 async def _invitable_groups(actor: Actor, repo: Repo) -> list[Group]:
@@ -125,10 +126,10 @@ async def _checked(query: CallbackQuery, data: InviteCb, actor: Actor, repo: Rep
         return None
     group = await repo.group(actor.org.id, data.group_id)  # type: ignore[union-attr]
     if group is None or not actor.invitable_roles(group):
-        await query.answer(_("You cannot invite to this group."), show_alert=True)
+        await query.answer(rights.REFUSED + _("You cannot invite to this group."), show_alert=True)
         return None
     if data.role and not actor.can_invite(group, data.role):
-        await query.answer(_("You cannot invite people in this role."), show_alert=True)
+        await query.answer(rights.REFUSED + _("You cannot invite people in this role."), show_alert=True)
         return None
     if data.days and data.days not in INVITE_DAYS or data.uses not in INVITE_USES:
         await query.answer(_("This button is out of date. Start again with /invite."), show_alert=True)
@@ -312,7 +313,7 @@ async def revoke_one(query: CallbackQuery, callback_data: InvitesCb, actor: Acto
         return
     invitation = await repo.invitation(callback_data.invitation_id, org_id=actor.org.id)  # type: ignore[union-attr]
     if invitation is None or not actor.can_manage_invitation(invitation.group_id, invitation.created_by_id):
-        await query.answer(_("You cannot revoke this invitation."), show_alert=True)
+        await query.answer(rights.REFUSED + _("You cannot revoke this invitation."), show_alert=True)
         return
     if await repo.revoke_invitation(invitation.id, utcnow()):
         repo.audit(invitation.org_id, actor.person.id, "invitation.revoke", subject=f"invitation:{invitation.id}")

@@ -19,6 +19,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue
@@ -77,7 +78,7 @@ async def recipients(actor: Actor, repo: Repo) -> list[Person]:
 
 async def write_command(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     if actor.org is None or not actor.is_member or actor.awaiting_verification:
-        await message.answer(_("Only members can write here. Send /start."))
+        await message.answer(rights.REFUSED + _("Only members can write here. Send /start."))
         return
     await state.clear()
     kb = InlineKeyboardBuilder()
@@ -90,13 +91,13 @@ async def write_command(message: Message, state: FSMContext, actor: Actor, repo:
 
 async def chose_recipient(query: CallbackQuery, callback_data: WriteCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
     if actor.org is None or not actor.is_member or actor.awaiting_verification:
-        await query.answer(_("Only members can write here. Send /start."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only members can write here. Send /start."), show_alert=True)
         return
     if callback_data.action == "to":
         allowed = {p.id: p for p in await recipients(actor, repo)}
         person = allowed.get(callback_data.person_id)
         if person is None:
-            await query.answer(_("You cannot write to this person."), show_alert=True)
+            await query.answer(rights.REFUSED + _("You cannot write to this person."), show_alert=True)
             return
         if await repo.is_blocked(person.id, actor.person.id):
             await query.answer(_("This person does not accept your messages."), show_alert=True)
@@ -184,7 +185,7 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
         target = await repo.person(data.get("to") or 0)
         if target is None:
             await state.clear()
-            await message.answer(_("You cannot write to this person."))
+            await message.answer(rights.REFUSED + _("You cannot write to this person."))
             return
         if await repo.is_blocked(target.id, actor.person.id):
             await state.clear()
@@ -226,11 +227,11 @@ async def _addressed(query: CallbackQuery, relay_id: int, actor: Actor, repo: Re
     relay = await repo.relay(relay_id)
     if relay is None or actor.org is None or relay.org_id != actor.org.id:
         elsewhere = relay is not None and actor.elsewhere(relay.org_id)
-        await query.answer(other_org_alert() if elsewhere else _("This button is not for you."), show_alert=True)
+        await query.answer(other_org_alert() if elsewhere else rights.REFUSED + _("This button is not for you."), show_alert=True)
         return None
     if relay.recipient_id == actor.person.id or (relay.to_administration and actor.is_admin):
         return relay
-    await query.answer(_("This button is not for you."), show_alert=True)
+    await query.answer(rights.REFUSED + _("This button is not for you."), show_alert=True)
     return None
 
 

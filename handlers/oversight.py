@@ -14,6 +14,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from handlers.texts import local_time, q, role_name
 from storage.models import DbInt, DeliveryStatus, Role, utcnow
@@ -93,7 +94,7 @@ async def gather(actor: Actor, repo: Repo) -> dict:  # type: ignore[type-arg]
 
 async def stats_command(message: Message, actor: Actor, repo: Repo) -> None:
     if not may_see_stats(actor):
-        await message.answer(_("Only administrators and the head see statistics."))
+        await message.answer(rights.REFUSED + _("Only administrators and the head see statistics."))
         return
     data = await gather(actor, repo)
     lines = [_("<b>Statistics of {org}</b>").format(org=q(actor.org.name))]  # type: ignore[union-attr]
@@ -173,7 +174,7 @@ def stats_chart(data: dict, title: str) -> bytes:  # type: ignore[type-arg]
 
 async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor, repo: Repo) -> None:
     if not may_see_stats(actor):
-        await query.answer(_("Only administrators and the head see statistics."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators and the head see statistics."), show_alert=True)
         return
     data = await gather(actor, repo)
     await query.answer()
@@ -210,7 +211,7 @@ async def _audit_view(actor: Actor, repo: Repo, offset: int):  # type: ignore[no
 
 async def audit_command(message: Message, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
-        await message.answer(_("Only administrators see the audit log."))
+        await message.answer(rights.REFUSED + _("Only administrators see the audit log."))
         return
     text, markup = await _audit_view(actor, repo, 0)
     await message.answer(text, reply_markup=markup)
@@ -218,7 +219,7 @@ async def audit_command(message: Message, actor: Actor, repo: Repo) -> None:
 
 async def audit_page(query: CallbackQuery, callback_data: AuditCb, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
-        await query.answer(_("Only administrators see the audit log."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators see the audit log."), show_alert=True)
         return
     text, markup = await _audit_view(actor, repo, max(0, callback_data.offset))
     await query.answer()
@@ -227,7 +228,7 @@ async def audit_page(query: CallbackQuery, callback_data: AuditCb, actor: Actor,
 
 async def audit_csv(query: CallbackQuery, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
-        await query.answer(_("Only administrators see the audit log."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators see the audit log."), show_alert=True)
         return
     entries, _total = await repo.audit_page(actor.org.id, 0, 1_000_000)  # type: ignore[union-attr]
     buffer = io.StringIO()

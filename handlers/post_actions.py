@@ -226,7 +226,7 @@ async def on_card(
         post.withdrawn_at = utcnow()
         await repo.cancel_due(post.id, [k.value for k in POST_DUE_KINDS])
         n = await withdraw_copies(repo, post, org=org, default_locale=settings.default_locale)
-        if not is_author:
+        if post.author_id != actor.person.id:
             repo.audit(org.id, actor.person.id, "post.withdraw", subject=f"post:{post.id}")
         await query.answer(_("Withdrawn from {n} chats.").format(n=n), show_alert=True)
     else:
@@ -340,7 +340,7 @@ async def _own_scheduled(query: CallbackQuery, post_id: int, actor: Actor, repo:
         post.author_id == actor.person.id or actor.is_admin
     ):
         elsewhere = post is not None and actor.elsewhere(post.org_id)
-        await query.answer(other_org_alert() if elsewhere else _("Only the author can do this."), show_alert=True)
+        await query.answer(other_org_alert() if elsewhere else rights.REFUSED + _("Only the author can do this."), show_alert=True)
         return None
     if post.state != PostState.SCHEDULED:
         await query.answer(_("This post is no longer scheduled."), show_alert=True)

@@ -21,6 +21,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.posts import (
     audience_text,
@@ -103,12 +104,12 @@ def create_router() -> Router:
 
 def refusal(actor: Actor) -> str | None:
     if actor.org is None or not actor.is_member:
-        return _("Only staff can post. Send /start.")
+        return rights.REFUSED + _("Only staff can post. Send /start.")
     if actor.is_admin or actor.is_head or _class_groups(actor):
         return None
     if actor.awaiting_verification:
         return _("You are waiting for an administrator to verify you. Until then you cannot post.")
-    return _("Only teachers, specialists, the head and administrators can post.")
+    return rights.REFUSED + _("Only teachers, specialists, the head and administrators can post.")
 
 
 def _class_groups(actor: Actor) -> set[int]:
@@ -191,13 +192,13 @@ async def toggle_audience(query: CallbackQuery, callback_data: ComposeCb, state:
     if callback_data.action == "group":
         allowed = {g.id for g in await postable_groups(actor, repo)}
         if not is_number(callback_data.value) or int(callback_data.value) not in allowed:
-            await query.answer(_("You cannot post to this group."), show_alert=True)
+            await query.answer(rights.REFUSED + _("You cannot post to this group."), show_alert=True)
             return
         chosen = set(data["groups"]) ^ {int(callback_data.value)}
         data.update(groups=sorted(chosen), wide=None)
     elif callback_data.action == "wide":
         if callback_data.value not in WIDE or not may_post_wide(actor) or data["kind"] == PostKind.SCHEDULE:
-            await query.answer(_("Only the head and administrators post to everyone."), show_alert=True)
+            await query.answer(rights.REFUSED + _("Only the head and administrators post to everyone."), show_alert=True)
             return
         data.update(wide=None if data["wide"] == callback_data.value else callback_data.value, groups=[])
     elif callback_data.action == "parents":
@@ -478,7 +479,7 @@ async def draft_refusal(data: dict[str, Any], actor: Actor, repo: Repo) -> str |
     why = refusal(actor)
     allowed = {g.id for g in await postable_groups(actor, repo)}
     if why or not set(data.get("groups", [])) <= allowed or (data.get("wide") and not may_post_wide(actor)):
-        return why or _("You cannot post to this group.")
+        return why or rights.REFUSED + _("You cannot post to this group.")
     return None
 
 

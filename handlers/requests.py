@@ -12,6 +12,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
+from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue, settle_cards
@@ -258,7 +259,7 @@ async def decide(query: CallbackQuery, callback_data: DecideCb, actor: Actor, re
     request = await repo.join_request(callback_data.request_id)
     if request is None or not actor.can_decide(request):
         elsewhere = request is not None and actor.elsewhere(request.org_id)
-        await query.answer(other_org_alert() if elsewhere else _("You cannot decide on this request."), show_alert=True)
+        await query.answer(other_org_alert() if elsewhere else rights.REFUSED + _("You cannot decide on this request."), show_alert=True)
         return
     approve = callback_data.action == "approve"
     state = RequestState.APPROVED if approve else RequestState.REJECTED
@@ -319,7 +320,7 @@ async def requests_command(message: Message, actor: Actor, repo: Repo) -> None:
         if actor.awaiting_verification:
             await message.answer(_("You are waiting for an administrator to verify you. Until then you cannot decide on requests."))
         else:
-            await message.answer(_("Only administrators and verified teachers decide on join requests."))
+            await message.answer(rights.REFUSED + _("Only administrators and verified teachers decide on join requests."))
         return
     if actor.is_admin:
         pending = await repo.pending_requests(actor.org.id)

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.timeline import parse_hhmm
 from handlers.filters import TEXT_INPUT
@@ -192,7 +193,7 @@ def _save_quiet(actor: Actor, repo: Repo, value: str) -> str | None:
 
 async def _admin(query: CallbackQuery, actor: Actor) -> bool:
     if not actor.is_admin or actor.org is None:
-        await query.answer(_("Only administrators change the organisation's settings."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators change the organisation's settings."), show_alert=True)
         return False
     return True
 
@@ -219,7 +220,7 @@ async def ask_quiet(query: CallbackQuery, state: FSMContext, actor: Actor) -> No
 async def got_quiet(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
         await state.clear()
-        await message.answer(_("Only administrators change the organisation's settings."))
+        await message.answer(rights.REFUSED + _("Only administrators change the organisation's settings."))
         return
     text = _save_quiet(actor, repo, message.text or "")
     if text is None:

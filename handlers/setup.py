@@ -16,6 +16,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
@@ -200,11 +201,8 @@ async def org_command(message: Message, actor: Actor, repo: Repo) -> None:
                 reply_markup=_orgs_keyboard(orgs, actor),
             )
             return
-    if not actor.can_switch_org:
-        if actor.org is not None and actor.is_member:
-            await message.answer(_("You belong to one organisation: {org}.").format(org=q(actor.org.name)))
-        else:
-            await message.answer(_("You do not belong to any organisation yet. Join one with its invitation code."))
+        # One organisation and no membership (the gate lets newcomers in): how to join.
+        await message.answer(_("You do not belong to any organisation yet. Join one with its invitation code."))
         return
     orgs = await _choosable(repo, actor)
     text = _("<b>Organisations.</b> You act in: {org}.").format(org=q(actor.org.name) if actor.org else "—")
@@ -240,7 +238,7 @@ async def use_org(
 
 async def new_org(query: CallbackQuery, actor: Actor, state: FSMContext) -> None:
     if not actor.is_config_admin:
-        await query.answer(_("Only the platform's administrators (ADMIN_IDS) add organisations."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only the platform's administrators (ADMIN_IDS) add organisations."), show_alert=True)
         return
     await query.answer()
     await state.clear()

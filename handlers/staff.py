@@ -16,6 +16,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue, settle_cards
@@ -72,7 +73,7 @@ def verification_text(membership: Membership, verified: bool, admin_name: str) -
 
 async def verify(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, repo: Repo, settings: Settings) -> None:
     if not actor.is_admin:
-        await query.answer(_("Only administrators verify teachers."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators verify teachers."), show_alert=True)
         return
     membership = await repo.membership(callback_data.membership_id)
     if membership is None or membership.org_id != actor.org.id or membership.role not in VERIFIED_ROLES:  # type: ignore[union-attr]
@@ -156,7 +157,7 @@ def _viewable(actor: Actor) -> bool:
 
 async def members_command(message: Message, actor: Actor, repo: Repo) -> None:
     if not _viewable(actor):
-        await message.answer(_("Only administrators, the head and verified teachers see member lists."))
+        await message.answer(rights.REFUSED + _("Only administrators, the head and verified teachers see member lists."))
         return
     groups = await repo.groups(actor.org.id)  # type: ignore[union-attr]
     if not (actor.is_admin or actor.is_head):
@@ -172,11 +173,11 @@ async def members_command(message: Message, actor: Actor, repo: Repo) -> None:
 
 async def show_members(query: CallbackQuery, callback_data: MembersCb, actor: Actor, repo: Repo) -> None:
     if not _viewable(actor):
-        await query.answer(_("Only administrators, the head and verified teachers see member lists."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators, the head and verified teachers see member lists."), show_alert=True)
         return
     group = await repo.group(actor.org.id, callback_data.group_id)  # type: ignore[union-attr]
     if group is None or not (actor.is_admin or actor.is_head or group.id in actor.teaching_group_ids()):
-        await query.answer(_("You cannot see this group's members."), show_alert=True)
+        await query.answer(rights.REFUSED + _("You cannot see this group's members."), show_alert=True)
         return
     members = list(await repo.members(group.id))
     pages = max(1, (len(members) + PAGE - 1) // PAGE)
@@ -213,7 +214,7 @@ async def show_members(query: CallbackQuery, callback_data: MembersCb, actor: Ac
 
 async def show_blocks(query: CallbackQuery, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
-        await query.answer(_("Only administrators see blocks."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators see blocks."), show_alert=True)
         return
     blocks = await repo.blocks(actor.org.id)  # type: ignore[union-attr]
     lines = [_("<b>Blocks</b>")] + [
@@ -229,7 +230,7 @@ async def show_blocks(query: CallbackQuery, actor: Actor, repo: Repo) -> None:
 async def _member(query: CallbackQuery, data: MemberCb, actor: Actor, repo: Repo) -> list[Membership] | None:
     """The person's live memberships in the group, if an admin asks."""
     if not actor.is_admin or actor.org is None:
-        await query.answer(_("Only administrators change members."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators change members."), show_alert=True)
         return None
     group = await repo.group(actor.org.id, data.group_id)
     found = [m for m in await repo.members(data.group_id) if m.person_id == data.person_id] if group else []
@@ -282,7 +283,7 @@ async def got_name(message: Message, state: FSMContext, actor: Actor, repo: Repo
     await state.clear()
     members = [m for m in await repo.members(data["group_id"]) if m.person_id == data["person_id"]]
     if not actor.is_admin or actor.org is None or not members or members[0].org_id != actor.org.id:
-        await message.answer(_("Only administrators change members."))
+        await message.answer(rights.REFUSED + _("Only administrators change members."))
         return
     person = members[0].person
     old = person.display_name
@@ -401,7 +402,7 @@ async def move(query: CallbackQuery, callback_data: MemberCb, actor: Actor, repo
 
 async def _appointable(query: CallbackQuery, callback_data: MembersCb, actor: Actor, repo: Repo) -> Membership | None:
     if not actor.is_admin:
-        await query.answer(_("Only administrators can appoint administrators."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only administrators can appoint administrators."), show_alert=True)
         return None
     staff = await repo.staff_room(actor.org.id)  # type: ignore[union-attr]
     candidates = [
@@ -409,7 +410,7 @@ async def _appointable(query: CallbackQuery, callback_data: MembersCb, actor: Ac
         if m.person_id == callback_data.person_id and m.state == MemberState.ACTIVE
     ]
     if not candidates:
-        await query.answer(_("Only active staff can become administrators."), show_alert=True)
+        await query.answer(rights.REFUSED + _("Only active staff can become administrators."), show_alert=True)
         return None
     if any(m.role == Role.ADMIN for m in candidates):
         await query.answer(_("{name} is already an administrator.").format(name=candidates[0].person.display_name), show_alert=True)

@@ -12,6 +12,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot import rights
 from bot.actor import Actor
 from bot.timeline import parse_hhmm, plan_weekly
 from handlers.filters import TEXT_INPUT
@@ -77,7 +78,7 @@ async def manage_keyboard(actor: Actor, repo: Repo, items: list[WeeklyItem]):  #
 async def _allowed_group(query: CallbackQuery, actor: Actor, repo: Repo, group_id: int) -> bool:
     why = refusal(actor)
     if why is not None or group_id not in {g.id for g in await postable_groups(actor, repo)}:
-        await query.answer(why or _("You cannot post to this group."), show_alert=True)
+        await query.answer(why or rights.REFUSED + _("You cannot post to this group."), show_alert=True)
         return False
     return True
 

@@ -47,20 +47,28 @@ class MockedSession(BaseSession):
         super().__init__()
         self.requests: list[TelegramMethod[Any]] = []
         self.queued: dict[str, deque[Response[Any]]] = defaultdict(deque)
+        self.queued_for: dict[tuple[str, Any], deque[Response[Any]]] = defaultdict(deque)
         self._ids: dict[int, itertools.count[int]] = defaultdict(lambda: itertools.count(1000))
         self.message_ids: dict[int, int] = {}  # id(request) → message_id it produced
         self._links = itertools.count(1)
 
-    def fail_next(self, method: str, error_code: int, description: str, **parameters: Any) -> None:
-        """The next call of `method` gets this Telegram error."""
-        self.queued[method].append(
-            Response[Any](ok=False, error_code=error_code, description=description, parameters=parameters or None)
-        )
+    def fail_next(self, method: str, error_code: int, description: str, *, chat_id: int | None = None,
+                  **parameters: Any) -> None:
+        """The next call of `method` (into `chat_id`, if given) gets this Telegram error."""
+        response = Response[Any](ok=False, error_code=error_code, description=description,
+                                 parameters=parameters or None)
+        if chat_id is not None:
+            self.queued_for[(method, chat_id)].append(response)
+        else:
+            self.queued[method].append(response)
 
     async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:
         self.requests.append(method)
         queue = self.queued.get(method.__api_method__)
-        if queue:
+        chat_queue = self.queued_for.get((method.__api_method__, getattr(method, "chat_id", None)))
+        if chat_queue:
+            response = chat_queue.popleft()
+        elif queue:
             response = queue.popleft()
         else:
             response = Response[Any](ok=True, result=self._result(method))

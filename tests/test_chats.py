@@ -36,6 +36,7 @@ from storage.models import (
 )
 from tests.conftest import ADMIN
 from tests.flows import invite, join, memberships, staff_room_id, to_english
+from bot.rights import REFUSED
 from tests.harness import BOT_USER, Harness, Person, answers, group_chat, only, texts
 from tests.test_posting import P1, P2, P3, STUDENT, TEACHER, school
 
@@ -260,7 +261,7 @@ async def test_a_recipient_blocks_the_sender_who_can_no_longer_write_to_them(app
     [shown] = texts(calls)
     assert shown.startswith("<b>Blocks</b>\nАнна Смирнова blocked Мария Иванова on ")
     calls = await app.press(TEACHER, "mem:blocks:0:0")
-    assert answers(calls)[0].show_alert and answers(calls)[0].text == "Only administrators see blocks."
+    assert answers(calls)[0].show_alert and answers(calls)[0].text.startswith("⛔")
     assert not only(calls, SendMessage)
 
 
@@ -311,19 +312,20 @@ async def test_rights_to_write_and_to_the_reply_and_block_buttons(app: Harness) 
     calls = await app.send(P3, "/write")
     assert f"w:to:{teacher}" not in str(only(calls, SendMessage)[0].reply_markup)
     calls = await app.press(P3, f"w:to:{teacher}")
-    assert answers(calls)[0].show_alert and answers(calls)[0].text == "You cannot write to this person."
+    assert answers(calls)[0].show_alert and answers(calls)[0].text == REFUSED + "You cannot write to this person."
     calls = await app.send(P3, "Письмо учителю 5А")
     assert "✅" not in " ".join(texts(calls))
     # Nor to another parent.
     calls = await app.press(P1, f"w:to:{await pid(app, P2)}")
-    assert answers(calls)[0].text == "You cannot write to this person."
+    assert answers(calls)[0].text == REFUSED + "You cannot write to this person."
     assert not only(await app.flush(), SendMessage) and await relays(app) == []
     # Someone who is not a member cannot write at all.
     await to_english(app, STRANGER)
     calls = await app.send(STRANGER, "/write")
-    assert texts(calls) == ["Only members can write here. Send /start."]
+    assert texts(calls) == [REFUSED + "This is for members of the organisation. Send /start to join."]
     calls = await app.press(STRANGER, "w:admins:0")
-    assert answers(calls)[0].show_alert and answers(calls)[0].text == "Only members can write here. Send /start."
+    assert answers(calls)[0].show_alert and answers(calls)[0].text == (
+        REFUSED + "This is for members of the organisation. Send /start to join.")
     # Reply and Block on a relay addressed to someone else: refused, nothing changes.
     await write(app, P1, f"w:to:{teacher}", "Вопрос")
     await app.flush()
@@ -334,14 +336,14 @@ async def test_rights_to_write_and_to_the_reply_and_block_buttons(app: Harness) 
             calls = await app.press(who, f"rl:{action}:{relay.id}")
             assert answers(calls)[0].show_alert
             if who is not STUDENT:
-                assert answers(calls)[0].text == "This button is not for you."
+                assert answers(calls)[0].text == REFUSED + "This button is not for you."
     # The sender themselves cannot block or "reply" to their own message either.
     calls = await app.press(P1, f"rl:block:{relay.id}")
-    assert answers(calls)[0].text == "This button is not for you."
+    assert answers(calls)[0].text == REFUSED + "This button is not for you."
     # An admin cannot act on a relay addressed to a teacher.
     await to_english(app, ADMIN)
     calls = await app.press(ADMIN, f"rl:block:{relay.id}")
-    assert answers(calls)[0].text == "This button is not for you."
+    assert answers(calls)[0].text == REFUSED + "This button is not for you."
     calls = await app.send(P2, "Ответ за учителя")
     assert "✅" not in " ".join(texts(calls))
     assert not only(await app.flush(), SendMessage)
@@ -383,8 +385,10 @@ async def test_admin_links_a_group_chat_and_only_members_of_the_class_get_in(app
     await to_english(app, ADMIN)
     staff = await staff_room_id(app)
     calls = await app.send_in_group(ADMIN, CHAT, "/link")
-    [check] = only(calls, GetChatMember)
-    assert (check.chat_id, check.user_id) == (CHAT.id, BOT_USER.id)
+    # Telegram is asked after the commit: is the sender an administrator, may the bot invite?
+    sender_check, bot_check = only(calls, GetChatMember)
+    assert (sender_check.chat_id, sender_check.user_id) == (CHAT.id, ADMIN.id)
+    assert (bot_check.chat_id, bot_check.user_id) == (CHAT.id, BOT_USER.id)
     [menu] = only(calls, SendMessage)
     assert menu.chat_id == CHAT.id and menu.text == "Which group is this chat for?"
     buttons = sorted(b.callback_data for row in menu.reply_markup.inline_keyboard for b in row)
@@ -436,15 +440,16 @@ async def test_a_teacher_links_only_their_own_class_and_a_parent_nothing(app: Ha
     for group in (b, await staff_room_id(app)):
         calls = await app.press_in_group(TEACHER, CHAT, f"ch:link:{group}")
         assert answers(calls)[0].show_alert
-        assert answers(calls)[0].text == "Only administrators and the class's verified teacher can link this chat."
+        assert answers(calls)[0].text == REFUSED + "Only administrators and the class's verified teacher can link this chat."
     assert not only(app.requests, CreateChatInviteLink) and await linked(app) == []
     # A parent cannot /link, nor press a forged button.
     chat = group_chat(-1003, "Родители 5А")
     calls = await app.send_in_group(P1, chat, "/link")
-    assert texts(calls) == ["Only administrators and the class's verified teacher can link this chat."]
+    # The rights table refuses before anything else (the gate: bot.gates.CommandGate).
+    assert texts(calls) == [REFUSED + "This is not available to you. /help lists what you can do."]
     assert not only(calls, GetChatMember)
     calls = await app.press_in_group(P1, chat, f"ch:link:{a}")
-    assert answers(calls)[0].text == "Only administrators and the class's verified teacher can link this chat."
+    assert answers(calls)[0].text == REFUSED + "This is not available to you. /help lists what you can do."
     assert await linked(app) == []
     # /link in private only explains where to send it.
     calls = await app.send(TEACHER, "/link")
@@ -461,20 +466,30 @@ async def test_link_asks_to_make_the_bot_an_administrator_first(app: Harness) ->
     a, _b = await school(app)
     await to_english(app, ADMIN)
     refusal = "Make me an administrator of this chat with the right to invite users, then send /link again."
+    # Telegram is asked twice: the sender administers the chat (first), then the bot's own rights.
+    app.session.chat_member_next("administrator")
     app.session.chat_member_next("member")
     calls = await app.send_in_group(ADMIN, CHAT, "/link")
     assert texts(calls) == [refusal] and only(calls, SendMessage)[0].reply_markup is None
+    app.session.chat_member_next("administrator")
     app.session.chat_member_next("administrator", can_invite_users=False)
     calls = await app.send_in_group(ADMIN, CHAT, "/link")
     assert texts(calls) == [refusal]
+    app.session.chat_member_next("administrator")
     app.session.chat_member_next("left")
     calls = await app.send_in_group(ADMIN, CHAT, "/link")
     assert texts(calls) == [refusal]
+    app.session.chat_member_next("administrator")
     app.session.fail_next("getChatMember", 400, "Bad Request: chat not found")
     calls = await app.send_in_group(ADMIN, CHAT, "/link")
     assert texts(calls) == [refusal]
     assert await linked(app) == [] and not only(app.requests, CreateChatInviteLink)
+    # A sender who is an ordinary member of the chat may not link it (issue 10, observation 6).
+    app.session.chat_member_next("member")
+    calls = await app.send_in_group(ADMIN, CHAT, "/link")
+    assert texts(calls) == [REFUSED + "Only an administrator of this Telegram chat can link it. Ask its owner to make you one."]
     # The chat's creator may, and so may an administrator with the right.
+    app.session.chat_member_next("administrator")
     app.session.chat_member_next("creator", is_anonymous=False)
     calls = await app.send_in_group(ADMIN, CHAT, "/link")
     assert texts(calls) == ["Which group is this chat for?"]
@@ -577,10 +592,10 @@ async def test_migration_unlink_and_the_bot_removed(app: Harness) -> None:
     # /unlink: refused to a parent and to a stranger.
     await to_english(app, P2)
     calls = await app.send_in_group(P2, supergroup, "/unlink")
-    assert texts(calls) == ["Only administrators and the class's verified teacher can unlink this chat."]
+    assert texts(calls) == [REFUSED + "This is not available to you. /help lists what you can do."]
     await to_english(app, STRANGER)
     calls = await app.send_in_group(STRANGER, supergroup, "/unlink")
-    assert texts(calls) == ["Only administrators and the class's verified teacher can unlink this chat."]
+    assert texts(calls) == [REFUSED + "This is for members of the organisation. Send /start to join."]
     assert len(await linked(app)) == 1 and not only(app.requests, RevokeChatInviteLink)
     # The class's teacher may; the invite link is revoked and the row is gone.
     calls = await app.send_in_group(TEACHER, supergroup, "/unlink")

@@ -9,6 +9,7 @@ from aiogram.methods import EditMessageText, SendMessage
 from sqlalchemy import select, update
 
 from storage.models import Absence, Delivery, DueItem, Organisation, Post
+from bot.rights import REFUSED
 from tests.conftest import ADMIN
 from tests.harness import Harness, answers, button_data, only, texts
 from tests.test_posting import P1, P2, P3, STUDENT, TEACHER, compose, school
@@ -171,7 +172,7 @@ async def test_absence_bad_inputs_and_rights(app: Harness) -> None:
     assert await absences(app) == []
     # A parent cannot see the list; a teacher or a student cannot send notices.
     calls = await app.send(P1, "/absences")
-    assert "Only teachers" in texts(calls)[0]
+    assert texts(calls)[0].startswith(REFUSED)
     calls = await app.send(STUDENT, "/absent")
     assert texts(calls) and not only(calls, SendMessage)[0].reply_markup
     assert P2

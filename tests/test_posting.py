@@ -116,13 +116,13 @@ async def test_teacher_posts_an_announcement_to_parents_of_own_group_with_acknow
     assert [c.chat_id for c in only(sent, SendMessage) if "p:ack" in str(c.reply_markup)] == [P2.id]
     # Someone who is not a recipient cannot acknowledge, even with the right data.
     calls = await app.press(P3, f"p:ack:{post.id}:0")
-    assert answers(calls)[0].show_alert and answers(calls)[0].text in ("This button is not for you.", "Эта кнопка не для вас.")
+    assert answers(calls)[0].show_alert and answers(calls)[0].text in ("⛔ This button is not for you.", "⛔ Эта кнопка не для вас.")
 
 
 async def test_rights_to_post(app: Harness) -> None:
     a, b = await school(app)
     calls = await app.send(P1, "/post")
-    assert "Only" in texts(calls)[0]
+    assert texts(calls)[0].startswith("⛔")
     calls = await app.press(P1, "cmp:kind:announcement")
     assert answers(calls)[0].show_alert  # no dialog, no state: a forged button changes nothing
     # A teacher cannot post to another group or to everyone, even by forging buttons.
@@ -268,7 +268,7 @@ async def test_a_blocked_parent_is_reported_not_reachable(app: Harness) -> None:
     a, _b = await school(app)
     await compose(app, TEACHER, "announcement", [a], "Новости", students=False)
     await app.press(TEACHER, "cmp:send:")
-    app.session.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
+    app.session.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=P1.id)
     sent = await app.flush()
     card = [c for c in only(sent, EditMessageText) if c.chat_id == TEACHER.id][-1].text
     assert "not reachable: 1" in card and "delivered: 1" in card
