@@ -80,7 +80,8 @@ def create_dispatcher(
     dp.update.outer_middleware(Isolation(dp.fsm))
     dp.update.outer_middleware(UnitOfWork(session_maker, outbox, scheduler, once=once))
     dp.update.outer_middleware(DialogState(dp.fsm))
-    dp.update.outer_middleware(ActorMiddleware(settings.admin_ids, settings.default_locale))
+    dp.update.outer_middleware(ActorMiddleware(settings.admin_ids, settings.default_locale,
+                                                 settings.bot_token.get_secret_value()))
     dp.update.outer_middleware(LocaleMiddleware(i18n))
     # Rights first: a command or a button the person may not use never reaches a handler.
     dp.message.outer_middleware(CommandGate())

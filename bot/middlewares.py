@@ -17,7 +17,7 @@ from bot.fsm import AfterCommit, after_commit, update_session
 from bot.outbox import Outbox, send_reply
 from bot.replies import Collect
 from bot.scheduler import Scheduler
-from storage.models import utcnow
+from storage.models import person_key, utcnow
 from storage.repo import Repo
 
 log = logging.getLogger("parta.updates")
@@ -122,9 +122,10 @@ class UnitOfWork(BaseMiddleware):
 class ActorMiddleware(BaseMiddleware):
     """Loads (or creates) the person behind the update with one SELECT."""
 
-    def __init__(self, admin_ids: frozenset[int], default_locale: str) -> None:
+    def __init__(self, admin_ids: frozenset[int], default_locale: str, secret: str = "") -> None:
         self.admin_ids = admin_ids
         self.default_locale = default_locale
+        self.secret = secret  # keys the hash that lets a block outlive /forget
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
@@ -135,6 +136,8 @@ class ActorMiddleware(BaseMiddleware):
         if person is None:
             person = await repo.add_person(user.id, user.full_name)
             data["new_person"] = True
+            # Someone who used /forget and came back: the blocks placed on them hold.
+            await repo.reclaim_blocks(person.id, person_key(user.id, self.secret))
         elif person.telegram_name != user.full_name[:256]:
             person.telegram_name = user.full_name[:256]
         # "Active over 7 / 30 days" needs a day's resolution: one write a day, not one an update.

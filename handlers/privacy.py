@@ -20,7 +20,7 @@ from bot.settings import Settings
 from handlers.filters import PRIVATE
 from handlers.keyboards import confirm_keyboard
 from handlers.staff import kick_from_chats
-from storage.models import MemberState, Role
+from storage.models import person_key, MemberState, Role
 from storage.repo import Repo
 
 
@@ -39,6 +39,10 @@ def create_router() -> Router:
 
 async def mydata_command(message: Message, actor: Actor, repo: Repo) -> None:
     data = await repo.export_person(actor.person.id)
+    data["after_forget"] = _(
+        "If you delete your data with /forget, one thing is kept: where someone blocked your messages, a keyed "
+        "fingerprint of your Telegram id (not the id itself), so that the block still holds if you come back."
+    )
     payload = json.dumps(data, ensure_ascii=False, indent=2, default=str).encode("utf-8")
     await message.answer_document(
         BufferedInputFile(payload, filename="parta-my-data.json"),
@@ -84,7 +88,7 @@ async def forget(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Re
     # Out of the group chats tied to their groups, while their Telegram id is still known.
     for chat in await repo.linked_chats_of({m.group_id for m in Actor.live(actor.person)}):
         kick_from_chats(repo, [chat], actor.person, chat.org_id)
-    await repo.forget_person(actor.person)
+    await repo.forget_person(actor.person, person_key(chat_id, settings.bot_token.get_secret_value()))
     if org_id is not None:
         repo.audit(org_id, None, "person.forget", subject=f"person:{actor.person.id}")
     await state.clear()

@@ -6,6 +6,8 @@ Times are stored as naive UTC (SQLite has no time zones) and come back aware.
 from __future__ import annotations
 
 import enum
+import hashlib
+import hmac
 from datetime import date, datetime, timezone
 from typing import Annotated
 
@@ -565,6 +567,11 @@ class Relay(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+def person_key(telegram_id: int, secret: str) -> str:
+    """A keyed hash of a Telegram id: recognises a returning person without keeping the id."""
+    return hmac.new(secret.encode(), str(telegram_id).encode(), hashlib.sha256).hexdigest()
+
+
 class Block(Base):
     """A recipient stopped a sender from writing to them."""
 
@@ -575,6 +582,9 @@ class Block(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
     blocker_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
     blocked_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    # Set when the blocked person deletes their data (/forget): a keyed hash of
+    # their Telegram id — the minimum that lets the block find them if they come back.
+    blocked_key: Mapped[str | None] = mapped_column(String(64), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

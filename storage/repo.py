@@ -394,6 +394,14 @@ class Repo:
     async def relay(self, relay_id: int) -> Relay | None:
         return await self.session.get(Relay, relay_id)
 
+    async def reclaim_blocks(self, person_id: int, key: str) -> int:
+        """A person who deleted their data and came back: the blocks on them hold again."""
+        result = await self.session.execute(
+            update(Block).where(Block.blocked_key == key).values(blocked_id=person_id)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount
+
     async def is_blocked(self, blocker_id: int, blocked_id: int) -> bool:
         return (
             await self.session.scalar(
@@ -1094,9 +1102,16 @@ class Repo:
                 select(func.count(Delivery.id)).where(Delivery.person_id == person_id)),
         }
 
-    async def forget_person(self, person: Person) -> None:
-        """Deletes a person's data; what they wrote for others stays, unsigned."""
+    async def forget_person(self, person: Person, key: str | None = None) -> None:
+        """Deletes a person's data; what they wrote for others stays, unsigned.
+        Blocks others placed on them stay, holding `key` (bot: a keyed hash of their
+        Telegram id) so that they hold again if the person comes back."""
         pid = person.id
+        if key is not None:
+            await self.session.execute(
+                update(Block).where(Block.blocked_id == pid).values(blocked_key=key)
+                .execution_options(synchronize_session=False)
+            )
         # Nothing more goes to them.
         await self.session.execute(
             update(Delivery)
@@ -1110,7 +1125,7 @@ class Repo:
         for model, column in (
             (Membership, Membership.person_id), (Guardianship, Guardianship.person_id),
             (Vote, Vote.person_id), (Acknowledgement, Acknowledgement.person_id),
-            (JoinRequest, JoinRequest.person_id), (Block, Block.blocker_id), (Block, Block.blocked_id),
+            (JoinRequest, JoinRequest.person_id), (Block, Block.blocker_id),
         ):
             await self.session.execute(delete(model).where(column == pid).execution_options(synchronize_session=False))
         for stmt in (
