@@ -52,7 +52,8 @@ from aiogram.types import Message
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from storage.models import Delivery, DeliveryStatus, Lane, utcnow
+from bot import policy
+from storage.models import Delivery, DeliveryStatus, Lane, Organisation, utcnow
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,13 @@ def enqueue(
     post_id: int | None = None,
     person_id: int | None = None,
     fallback: TelegramMethod[Any] | None = None,
+    org: Organisation | None = None,
+    urgent: bool = False,
 ) -> Delivery:
-    """Adds one call to the outbox in the caller's transaction."""
+    """Adds one call to the outbox in the caller's transaction. With the
+    organisation, the delivery policy (bot.policy) decides when it leaves."""
+    now = utcnow()
+    when = policy.not_before(org, topic, now=now, urgent=urgent) or now
     return repo.add_delivery(
         Delivery(
             org_id=org_id,
@@ -106,7 +112,7 @@ def enqueue(
             fallback_payload=dump_method(fallback) if fallback is not None else None,
             status=DeliveryStatus.PENDING.value,
             attempts=0,
-            next_attempt_at=utcnow(),
+            next_attempt_at=when,
         )
     )
 

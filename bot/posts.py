@@ -34,7 +34,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.i18n import in_locale
 from bot.outbox import dump_method, enqueue
-from bot.timeline import next_daily, plan_post, quiet_until
+from bot import policy
+from bot.timeline import next_daily, plan_post
 from storage.models import (
     DbInt,
     DeliveryStatus,
@@ -202,11 +203,11 @@ async def broadcast(
     digests: list[DueItem] = []
     method_name = ""
     now = utcnow()
-    due = max(now, not_before) if not_before else now
-    # Families on a daily digest get ordinary posts in it; urgent ones at once.
-    use_digest = topic == "post" and not post.urgent
+    # The delivery policy (bot.policy): quiet hours, urgency, the family's digest.
+    hold = not_before or policy.not_before(org, topic, now=now, urgent=post.urgent, event_at=post.event_at)
+    due = max(now, hold) if hold else now
     for person in people:
-        held_until = next_daily(person.digest_at, org.timezone, now) if use_digest and person.digest_at else None
+        held_until = policy.digest_at(person, org, topic, now=now, urgent=post.urgent)
         if held_until is not None:
             digests.append(DueItem(org_id=org.id, kind=DueKind.DIGEST.value, ref_id=person.id, due_at=held_until,
                                    key=f"digest:{person.id}:{held_until.isoformat()}"))
@@ -250,11 +251,10 @@ async def publish(
     the author a card, and plans its reminders and deadlines."""
     group_ids = [g.group_id for g in post.groups]
     people = await repo.post_recipients(post, group_ids)
-    hold = None if post.urgent else quiet_until(org, now)
     post.state = PostState.SENT.value
     post.sent_at = now
     count = await broadcast(repo, post, people, org=org, author_name=author.display_name, audience=audience,
-                            default_locale=default_locale, not_before=hold)
+                            default_locale=default_locale)
     await send_card(repo, post, org, author, default_locale)
     await plan_post(repo, post, now)
     return count
@@ -290,7 +290,8 @@ async def notify(
     rendered: dict[str, str] = {}
     out: list[dict[str, Any]] = [] if rows is None else rows
     now = utcnow()
-    due = max(now, not_before) if not_before else now
+    hold = not_before or policy.not_before(org, topic, now=now)
+    due = max(now, hold) if hold else now
     count = 0
     for person in people:
         locale = person.locale or default_locale
@@ -329,7 +330,7 @@ async def follow_edit(
             copy.payload = dump_method(copy_method(post, copy.chat_id, text, markup))
             touched += 1
         elif copy.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
-            enqueue(repo, copy.chat_id, edit_method(post, copy.chat_id, text, markup), org_id=org.id,
+            enqueue(repo, copy.chat_id, edit_method(post, copy.chat_id, text, markup), org_id=org.id, org=org,
                     topic="post_edit", ref_id=post.id, edit_of=copy)
             touched += 1
     return touched
@@ -350,7 +351,7 @@ async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_
         with in_locale((person.locale if person else None) or default_locale):
             note = _("🗑 This message was withdrawn by its author.")
         enqueue(
-            repo, copy.chat_id, DeleteMessage(chat_id=copy.chat_id, message_id=0), org_id=org.id,
+            repo, copy.chat_id, DeleteMessage(chat_id=copy.chat_id, message_id=0), org_id=org.id, org=org,
             topic="post_withdraw", ref_id=post.id, edit_of=copy,
             fallback=edit_method(post, copy.chat_id, note, None),
         )
@@ -427,14 +428,14 @@ async def refresh_card(repo: Repo, post: Post, org: Organisation, author: Person
     await repo.cancel_pending_deliveries("post_card-edit", post.id)
     for c in cards:
         enqueue(repo, c.chat_id, EditMessageText(chat_id=c.chat_id, message_id=0, text=text, reply_markup=markup),
-                org_id=org.id, topic="post_card-edit", ref_id=post.id, edit_of=c)
+                org_id=org.id, org=org, topic="post_card-edit", ref_id=post.id, edit_of=c)
 
 
 async def send_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
     with in_locale(author.locale or default_locale):
         text, markup = await card(repo, post, org)
     enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text, reply_markup=markup),
-            org_id=org.id, topic="post_card", ref_id=post.id)
+            org_id=org.id, org=org, topic="post_card", ref_id=post.id)
 
 
 def progress_hook(session_maker: Any, i18n: Any, default_locale: str, wake: Callable[[], None]):  # type: ignore[no-untyped-def]

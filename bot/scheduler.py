@@ -270,7 +270,7 @@ class Scheduler:
                 else:
                     text = _("«{title}» by {name} was not sent: its author is no longer a member allowed to "
                              "post there.").format(title=title, name=html.quote(author.display_name))
-            enqueue(repo, chat_id, SendMessage(chat_id=chat_id, text=text), org_id=org.id,
+            enqueue(repo, chat_id, SendMessage(chat_id=chat_id, text=text), org_id=org.id, org=org,
                     topic="lost_right", ref_id=post.id)
 
     async def _event_reminder(self, repo: Repo, item: DueItem, now: datetime) -> None:
@@ -281,14 +281,10 @@ class Scheduler:
         if post.state != PostState.SENT or post.event_at is None or post.event_at <= now:
             return
         people = await repo.post_recipients(post, [g.group_id for g in post.groups])
-        # Held for quiet hours only if they end well before the event.
-        hold = quiet_until(org, now)
-        if hold is not None and hold > post.event_at - timedelta(minutes=30):
-            hold = None
         when = local(post.event_at, org)
         await broadcast(repo, post, people, org=org, author_name=author.display_name,
                         audience=await audience_text(repo, post, org), default_locale=self.default_locale,
-                        topic="event_reminder", not_before=hold,
+                        topic="event_reminder",
                         prefix=lambda: _("⏰ Reminder: {when}").format(when=when))
 
     async def _scheduled_post(self, repo: Repo, item: DueItem, now: datetime) -> None:
@@ -312,7 +308,7 @@ class Scheduler:
         due = local(post.ack_due_at, org) if post.ack_due_at else ""
         await broadcast(repo, post, people, org=org, author_name=author.display_name,
                         audience=await audience_text(repo, post, org), default_locale=self.default_locale,
-                        topic="post_renotify", not_before=None if post.urgent else quiet_until(org, now),
+                        topic="post_renotify",
                         prefix=lambda: _("🔔 Please acknowledge this message by {when}.").format(when=due))
 
     async def _ack_deadline(self, repo: Repo, item: DueItem, now: datetime) -> None:
@@ -330,7 +326,7 @@ class Scheduler:
             )
             if missing:
                 text += "\n" + ", ".join(html.quote(p.display_name) for p in missing[:100])
-        enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text), org_id=org.id,
+        enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text), org_id=org.id, org=org,
                 topic="ack_deadline", ref_id=post.id)
 
     async def _poll_close(self, repo: Repo, item: DueItem, now: datetime) -> None:
@@ -346,7 +342,7 @@ class Scheduler:
         with in_locale(author.locale or self.default_locale):
             text, _markup = await card(repo, post, org)
             text = _("📊 The poll has closed. The result:") + "\n\n" + text
-        enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text), org_id=org.id,
+        enqueue(repo, author.telegram_id, SendMessage(chat_id=author.telegram_id, text=text), org_id=org.id, org=org,
                 topic="poll_result", ref_id=post.id)
 
     async def _weekly_reminders(self, repo: Repo, items: list[DueItem], now: datetime) -> None:
@@ -411,7 +407,7 @@ class Scheduler:
                 kb.adjust(4)
                 digest = enqueue(repo, person.telegram_id,
                                  SendMessage(chat_id=person.telegram_id, text="\n\n".join(lines), reply_markup=kb.as_markup()),
-                                 org_id=org.id, topic="digest", ref_id=person.id, person_id=person.id)
+                                 org_id=org.id, org=org, topic="digest", ref_id=person.id, person_id=person.id)
                 await repo.flush()
                 for c in chunk:
                     c.edit_of_id = digest.id  # delivered when, and only when, the digest is

@@ -110,7 +110,7 @@ async def ask_admins_to_verify(
                 repo,
                 chat_id,
                 SendMessage(chat_id=chat_id, text=text, reply_markup=verify_keyboard(membership.id)),
-                org_id=org.id,
+                org_id=org.id, org=org,
                 topic="verify",
                 ref_id=membership.id,
             )

@@ -269,7 +269,7 @@ async def _save(message: Message, state: FSMContext, actor: Actor, repo: Repo, s
             if late:
                 text += "\n" + _("⚠️ Sent after the cut-off.")
             text += "\n" + _("From: {parent}").format(parent=q(actor.person.display_name))
-        enqueue(repo, teacher.telegram_id, SendMessage(chat_id=teacher.telegram_id, text=text), org_id=org.id,
+        enqueue(repo, teacher.telegram_id, SendMessage(chat_id=teacher.telegram_id, text=text), org_id=org.id, org=org,
                 topic="absence", ref_id=absence.id, person_id=teacher.id)
     answer = _("✅ The teachers are told: {child} will not come {days}.").format(child=q(child.full_name), days=days_text(start, end))
     if late:

@@ -215,7 +215,7 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
                     name=q(shorten(actor.person.display_name, NAME_MAX)), relation=q(_relation(actor, children)))
             method = _copy(chat_id, header, message, _buttons(relay.id))
         if method is not None:
-            enqueue(repo, chat_id, method, org_id=org.id, topic="relay", ref_id=relay.id)
+            enqueue(repo, chat_id, method, org_id=org.id, org=org, topic="relay", ref_id=relay.id)
     answer = _("✅ Sent.")
     if reply_to is None and (note := office_note(hours, org, utcnow())):
         answer += " " + note

@@ -229,7 +229,7 @@ async def file_request(
             enqueue(
                 repo, chat_id,
                 SendMessage(chat_id=chat_id, text=card_text(request), reply_markup=decide_keyboard(request.id)),
-                org_id=group.org_id, topic="join_request", ref_id=request.id,
+                org_id=group.org_id, org=org, topic="join_request", ref_id=request.id,
             )
     return _("📨 Your request to join {group} is sent. You will get the answer here.").format(group=q(group.title))
 
@@ -307,7 +307,7 @@ async def decide(query: CallbackQuery, callback_data: DecideCb, actor: Actor, re
                 group=q(request.group.title)
             )
         enqueue(repo, requester.telegram_id, SendMessage(chat_id=requester.telegram_id, text=answer),
-                org_id=org.id, topic="join_request_answer", ref_id=request.id)
+                org_id=org.id, org=org, topic="join_request_answer", ref_id=request.id)
     if approve:
         await refresh_menu_of(repo, requester, settings.admin_ids, settings.default_locale)
     await query.answer(_("Approved.") if approve else _("Rejected."))

@@ -125,7 +125,7 @@ async def verify(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, re
                 role=role_name(membership.role), group=q(membership.group.title)
             )
         enqueue(repo, person.telegram_id, SendMessage(chat_id=person.telegram_id, text=text),
-                org_id=org.id, topic="verify_answer", ref_id=membership.id)
+                org_id=org.id, org=org, topic="verify_answer", ref_id=membership.id)
     await refresh_menu_of(repo, person, settings.admin_ids, settings.default_locale)
     await query.answer(_("Verified.") if accept else _("Declined."))
     if isinstance(query.message, Message):
@@ -452,7 +452,7 @@ async def appoint(query: CallbackQuery, callback_data: MembersCb, actor: Actor, 
             repo, person.telegram_id,
             SendMessage(chat_id=person.telegram_id, text=_("👑 {admin} appointed you an administrator of {org}. See /help.").format(
                 admin=q(actor.person.display_name), org=q(org.name))),
-            org_id=org.id, topic="admin_appointed", ref_id=person.id,
+            org_id=org.id, org=org, topic="admin_appointed", ref_id=person.id,
         )
     await refresh_menu_of(repo, person, settings.admin_ids, settings.default_locale)
     await query.answer(_("Done."))
