@@ -21,7 +21,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.methods import DeleteWebhook, SetWebhook
+from aiogram.methods import DeleteWebhook, GetUpdates, SetWebhook
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -127,7 +127,7 @@ async def run(settings: Settings) -> None:
                               lease=timedelta(seconds=settings.scheduler_lease_seconds))
         dp = create_dispatcher(settings, session_maker, outbox=outbox, bot_username=me.username or "",
                                scheduler=scheduler, i18n=i18n, storage=storage, isolation=isolation,
-                               once=settings.webhook_url is not None)
+                               once=True)
         with dp["i18n"].context():
             menus = default_menus(LOCALES, settings.default_locale)
         for method in menus:
@@ -141,10 +141,7 @@ async def run(settings: Settings) -> None:
                 await serve_webhook(settings, dp, bot)
             else:
                 await _optional(bot, "deleteWebhook", DeleteWebhook(drop_pending_updates=False))
-                await dp.start_polling(
-                    bot, allowed_updates=dp.resolve_used_update_types(), handle_signals=True,
-                    close_bot_session=False,
-                )
+                await poll(dp, bot)
         finally:
             await scheduler.stop()
             await outbox.stop()
@@ -155,6 +152,50 @@ async def run(settings: Settings) -> None:
         await bot.session.close()
         await sender.session.close()
         await engine.dispose()
+
+
+async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30) -> None:
+    """Long polling that confirms to Telegram only what was handled.
+
+    aiogram's own polling moves the offset on as soon as updates are fetched,
+    so an update that was being handled when the process died is lost. Here a
+    batch is handled (concurrently; one person's updates stay in order) before
+    the next getUpdates confirms it; each update's id is recorded in its own
+    transaction, so an update fetched again after a crash is applied once."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    allowed = dp.resolve_used_update_types()
+    offset: int | None = None
+    backoff = 1.0
+    try:
+        while not stop.is_set():
+            fetch = asyncio.ensure_future(bot(GetUpdates(offset=offset, timeout=timeout, allowed_updates=allowed)))
+            stopping = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if fetch not in done:
+                fetch.cancel()
+                break
+            stopping.cancel()
+            try:
+                updates = fetch.result()
+            except Exception as e:  # the network, Telegram: wait and ask again
+                log.warning("getUpdates failed: %s; again in %.0f s", e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 1.0
+            if not updates:
+                continue
+            results = await asyncio.gather(*(dp.feed_update(bot, u) for u in updates), return_exceptions=True)
+            for update, result in zip(updates, results):
+                if isinstance(result, BaseException):
+                    log.error("update %s failed outside its handler: %r", update.update_id, result)
+            offset = updates[-1].update_id + 1
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def webhook_app(settings: Settings, dp: Dispatcher, bot: Bot):  # type: ignore[no-untyped-def]

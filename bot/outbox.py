@@ -270,7 +270,9 @@ class LanePacer:
                 wait = self._next - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                self._next = max(self._next, loop.time() - self.step) + self.step
+                # Spaced from when the slot was really given, never from when it was
+                # due: a late wake-up (a busy machine) must not bunch the next calls.
+                self._next = loop.time() + self.step
             while self._heap:
                 _, _, future = heapq.heappop(self._heap)
                 if not future.done():

@@ -72,9 +72,9 @@ class Collect(BaseRequestMiddleware):
                 )
             commit.replies.append(method)
             return None
-        if self.outbox is not None:
+        if self.outbox is not None and method.__api_method__ in SAYING:
             return await self.outbox.call_now(make_request, bot, method)
-        return await make_request(bot, method)
+        return await make_request(bot, method)  # reads (getUpdates, getChatMember) keep no limit
 
     @classmethod
     def install(cls, bot: Bot, outbox: Outbox | None = None) -> None:
