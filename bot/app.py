@@ -30,7 +30,7 @@ from bot.fsm import DatabaseStorage, create_storage
 from bot.gates import ButtonGate, CommandGate
 from bot.i18n import create_i18n
 from bot.menus import default_menus
-from bot.middlewares import ActorMiddleware, DialogState, Isolation, LocaleMiddleware, UnitOfWork
+from bot.middlewares import ActorMiddleware, DialogState, Flood, Isolation, LocaleMiddleware, UnitOfWork
 from bot.outbox import Outbox, RedisPacer
 from bot.posts import progress_hook
 from bot.scheduler import Scheduler
@@ -77,6 +77,7 @@ def create_dispatcher(
         outbox=outbox,
         session_maker=session_maker,  # for continuations that open a unit of work of their own
     )
+    dp.update.outer_middleware(Flood())  # a flooder waits alone, before taking anything
     dp.update.outer_middleware(Isolation(dp.fsm))
     dp.update.outer_middleware(UnitOfWork(session_maker, outbox, scheduler, once=once))
     dp.update.outer_middleware(DialogState(dp.fsm))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +24,60 @@ from storage.repo import Repo
 
 log = logging.getLogger("parta.updates")
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class Flood(BaseMiddleware):
+    """A person flooding the bot is slowed, alone: past `burst` updates in
+    `seconds`, each further update waits for its turn (up to `longest`
+    seconds, then it is dropped), and the person hears one polite notice per
+    flood, not an answer per message. Nobody else waits for them: the wait
+    happens before their update takes the isolation lock or a transaction."""
+
+    def __init__(self, burst: int = 20, seconds: int = 10, longest: float = 30.0) -> None:
+        from limits import RateLimitItemPerSecond
+        from limits.aio.storage import MemoryStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        self.item = RateLimitItemPerSecond(burst, seconds)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+        self.longest = longest
+        self.noticed: dict[int, float] = {}  # person → loop time of the last notice
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None or user.is_bot:
+            return await handler(event, data)
+        key = str(user.id)
+        if await self.limiter.hit(self.item, "updates", key):
+            return await handler(event, data)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.longest
+        if loop.time() - self.noticed.get(user.id, -1e9) > self.item.get_expiry():
+            self.noticed[user.id] = loop.time()
+            await self._notice(data, user)
+        while loop.time() < deadline:
+            stats = await self.limiter.get_window_stats(self.item, "updates", key)
+            await asyncio.sleep(max(0.05, min(deadline - loop.time(), stats.reset_time - time.time())))
+            if await self.limiter.hit(self.item, "updates", key):
+                return await handler(event, data)
+        log.info("updates from %s dropped: flooding", user.id)
+        return None
+
+    @staticmethod
+    async def _notice(data: dict[str, Any], user: User) -> None:
+        from aiogram.utils.i18n import gettext as _
+
+        i18n = data.get("i18n")
+        chat = data.get("event_chat")
+        if i18n is None or chat is None or chat.type != "private":
+            return
+        locale = user.language_code if user.language_code in ("ru", "en") else i18n.default_locale
+        with i18n.context(), i18n.use_locale(locale):
+            text = _("You are sending messages very fast. I will answer them in turn — please wait a little.")
+        try:
+            await data["bot"].send_message(chat.id, text)
+        except Exception:  # a notice is a courtesy
+            log.info("could not send the flood notice to %s", user.id)
 
 
 class Isolation(BaseMiddleware):
