@@ -204,6 +204,55 @@ async def test_2_a_removed_teachers_scheduled_post_is_not_sent_and_an_admin_is_t
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
+async def test_2_a_removed_teachers_reminder_and_deadline_summary_are_not_sent(app: Harness) -> None:
+    """"A scheduled post, a reminder or a deadline whose author lost the right is
+    not sent": the families are not reminded, and the summary with their names
+    does not reach the removed teacher."""
+    from storage.models import DueItem
+
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Подпишите согласие")
+    await app.press(TEACHER, "cmp:ack:")
+    await app.press(TEACHER, "cmp:ack_days:")  # within a day: a reminder halfway, a summary at the end
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    await app.flush()
+    await remove_everywhere(app, TEACHER)
+    async with app.session_maker() as s:
+        items = (await s.scalars(select(DueItem).order_by(DueItem.due_at))).all()
+    assert [i.kind for i in items] == ["ack_reminder", "ack_deadline"], [i.kind for i in items]
+    sent = []
+    for item in items:
+        await app.scheduler.run_due(item.due_at + timedelta(seconds=1))
+        sent += await app.flush()
+    reminded = sorted({c.chat_id for c in only(sent, SendMessage) if c.chat_id in (P1.id, P2.id, STUDENT.id)})
+    names = [c.text for c in only(sent, SendMessage) if c.chat_id == TEACHER.id
+             and ("Ольга" in c.text or "Мария" in c.text)]
+    assert not reminded and not names, (
+        f"the removed teacher's post still reminded {reminded} and told them who did not acknowledge: {names}")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
+async def test_2_a_removed_teacher_cannot_move_or_list_their_scheduled_post(app: Harness) -> None:
+    a, _b = await school(app)
+    await compose(app, TEACHER, "announcement", [a], "Позднее объявление", students=False)
+    await app.press(TEACHER, "cmp:later:")
+    await app.send(TEACHER, "10.01.2099 10:00")
+    post = await last_post(app)
+    await remove_everywhere(app, TEACHER)
+    listed = texts(await app.send(TEACHER, "/scheduled"))
+    calls = await app.press(TEACHER, f"sch:time:{post.id}")
+    calls += await app.send(TEACHER, "11.01.2099 09:00")
+    moved = (await last_post(app)).scheduled_at
+    assert moved == datetime(2099, 1, 10, 10, 0, tzinfo=MSK), f"the removed teacher moved it to {moved}: {texts(calls)}"
+    assert not [t for t in listed if "Позднее" in t], f"/scheduled still lists it to the removed teacher: {listed}"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
 async def test_2_a_removed_teachers_unlimited_invitation_no_longer_admits(app: Harness) -> None:
     a, _b = await school(app)
     code = await invite(app, TEACHER, a, "parent", uses=0)  # no limit on uses
@@ -279,8 +328,6 @@ def race_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def race(tmp_path: Path) -> AsyncIterator[Harness]:
-    from aiogram.fsm.storage.memory import SimpleEventIsolation  # noqa: F401  (the default isolation)
-
     from bot.app import create_dispatcher
     from bot.fsm import DatabaseStorage
     from bot.i18n import create_i18n
@@ -377,27 +424,30 @@ async def press_together(app: Harness, *presses: tuple[Person, str]) -> dict[int
 
 
 async def test_4_the_race_fixture_really_runs_two_admins_side_by_side(race: Harness) -> None:
-    """The premise of the race tests: two different people's updates overlap in
-    time (isolation is per person), while one person's updates do not."""
+    """The premise of the race tests: two different people's updates are handled
+    at the same time (the dispatcher's isolation is per person, not global), one
+    person's one after the other. Measured inside the isolation and the unit of
+    work, by an aiogram middleware this test adds, which holds each press 50 ms."""
     await seed_two_admins(race)
-    spans: list[tuple[str, float, float]] = []
-    real_feed = race.dp.feed_update
+    spans: list[tuple[int, float, float]] = []
 
-    async def timed(bot: Any, update: Any, **kw: Any) -> Any:
-        start = asyncio.get_running_loop().time()
-        await real_feed(bot, update, **kw)
-        spans.append((str(update.callback_query.from_user.id), start, asyncio.get_running_loop().time()))
+    async def recorder(handler: Any, event: Any, data: dict[str, Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.sleep(0.05)
+        try:
+            return await handler(event, data)
+        finally:
+            spans.append((event.from_user.id, start, loop.time()))
 
-    race.dp.feed_update = timed  # type: ignore[method-assign]
-    try:
-        from storage.models import Membership as M  # noqa: F401
-
-        # Reading the member list is a few queries: long enough to overlap.
-        await press_together(race, (RACER_A, "mem:group:1:0"), (RACER_B, "mem:group:1:0"))
-    finally:
-        race.dp.feed_update = real_feed  # type: ignore[method-assign]
-    (_, a0, a1), (_, b0, b1) = sorted(spans, key=lambda s: s[1])
-    assert b0 < a1, "the two admins' updates did not overlap: the race tests would test nothing"
+    race.dp.callback_query.outer_middleware(recorder)
+    await press_together(race, (RACER_A, "mem:group:1:0"), (RACER_B, "mem:group:1:0"))
+    (_, _a0, a1), (_, b0, _b1) = sorted(spans, key=lambda s: s[1])
+    assert b0 < a1, "two admins' updates did not overlap: the race tests below would test nothing"
+    spans.clear()
+    await press_together(race, (RACER_A, "mem:group:1:0"), (RACER_A, "mem:group:1:0"))
+    (_, _a0, a1), (_, b0, _b1) = sorted(spans, key=lambda s: s[1])
+    assert b0 >= a1, "one person's two updates overlapped: the per-person isolation is gone"
 
 
 @pytest.mark.xfail(strict=True, reason="issue 10 observation 4")
