@@ -29,7 +29,7 @@ from storage.models import Person as PersonRow
 from tests.conftest import ADMIN
 from tests.fake_telegram import HtmlParseError, parse_html
 from tests.flows import invite, join, set_quiet_hours, to_english
-from tests.harness import Harness, Person, button_data, only, texts
+from tests.harness import Harness, Person, button_data, group_chat, only, texts
 from tests.test_rights_observations import MSK, chat_members, no_office_hours
 
 TEACHER = Person(3001, "Анна", "en")
@@ -272,6 +272,14 @@ async def scenario(app: Harness, name: str, title: str) -> Seen:  # noqa: PLR091
     seen.add("relayed answer", await app.flush())
     await app.press_on(TEACHER, copy, "rl:block")
     seen.add("blocks", await app.press(ADMIN, "mem:blocks:0:0"))
+    # A Telegram group whose title is that value, linked to the class: the link's
+    # message, and the decline a stranger is told about.
+    chat = group_chat(-1001, title if len(title) <= 128 else title[:128])
+    calls = await app.send_in_group(ADMIN, chat, "/link")
+    menu = only(calls, SendMessage)[-1]
+    calls += await app.press_in_group(ADMIN, chat, f"ch:link:{group}", message_id=app.session.message_ids[id(menu)])
+    seen.add("/link", calls)
+    seen.add("chat join request declined", await app.join_request(Person(9001, "Чужой", "en"), chat))
     # The admins' and teachers' lists: /members, a member's card, /stats, /invites, /groups.
     calls = await app.send(ADMIN, "/members")
     calls += await app.press(ADMIN, f"mem:group:{group}:0")
@@ -334,7 +342,7 @@ KINDS_REACHED = [  # each must carry the value at least once, or the test tests 
     "reminder to acknowledge", "event copies", "/events", "poll copies", "poll card", "poll closed",
     "absence notice", "/absences", "relayed message", "relayed answer", "blocks", "/members", "/stats", "/audit",
     "/scheduled", "/invites", "/groups", "/start", "weekly item", "/schedule", "due: ack_reminder",
-    "due: ack_deadline", "due: event_reminder", "due: weekly_reminder",
+    "due: ack_deadline", "due: event_reminder", "due: weekly_reminder", "/link", "chat join request declined",
 ]
 DEADLINE = "due: ack_deadline"  # the summary of observation 5: fails today, tested on its own below
 
