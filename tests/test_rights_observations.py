@@ -52,7 +52,6 @@ from tests.harness import BOT_USER, Harness, Person, answers, bot_admin, button_
 from tests.test_posting import P1, P2, STUDENT, TEACHER, compose, school
 
 MSK = ZoneInfo("Europe/Moscow")
-ADMIN2 = Person(1002, "Борис", "en")
 NEWCOMER = Person(6001, "Новенький", "en")
 SPECIALIST = Person(3101, "Логопед", "en")
 UNVERIFIED = Person(3201, "Стажёр", "en")
