@@ -274,7 +274,7 @@ async def scenario(app: Harness, name: str, title: str) -> Seen:  # noqa: PLR091
     seen.add("blocks", await app.press(ADMIN, "mem:blocks:0:0"))
     # A Telegram group whose title is that value, linked to the class: the link's
     # message, and the decline a stranger is told about.
-    chat = group_chat(-1001, title if len(title) <= 128 else title[:128])
+    chat = group_chat(-1001, title)
     calls = await app.send_in_group(ADMIN, chat, "/link")
     menu = only(calls, SendMessage)[-1]
     calls += await app.press_in_group(ADMIN, chat, f"ch:link:{group}", message_id=app.session.message_ids[id(menu)])
