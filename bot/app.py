@@ -63,6 +63,7 @@ def create_dispatcher(
     scheduler: Scheduler | None = None,
     i18n: I18n | None = None,
     once: bool = False,
+    flood: Flood | None = None,
 ) -> Dispatcher:
     i18n = i18n or create_i18n(settings.default_locale)
     dp = Dispatcher(
@@ -77,7 +78,8 @@ def create_dispatcher(
         outbox=outbox,
         session_maker=session_maker,  # for continuations that open a unit of work of their own
     )
-    dp.update.outer_middleware(Flood())  # a flooder waits alone, before taking anything
+    if flood is not None:
+        dp.update.outer_middleware(flood)  # a flooder waits alone, before taking anything
     dp.update.outer_middleware(Isolation(dp.fsm))
     dp.update.outer_middleware(UnitOfWork(session_maker, outbox, scheduler, once=once))
     dp.update.outer_middleware(DialogState(dp.fsm))
@@ -128,7 +130,7 @@ async def run(settings: Settings) -> None:
                               lease=timedelta(seconds=settings.scheduler_lease_seconds))
         dp = create_dispatcher(settings, session_maker, outbox=outbox, bot_username=me.username or "",
                                scheduler=scheduler, i18n=i18n, storage=storage, isolation=isolation,
-                               once=True)
+                               once=True, flood=Flood())
         with dp["i18n"].context():
             menus = default_menus(LOCALES, settings.default_locale)
         for method in menus:

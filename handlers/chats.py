@@ -130,16 +130,15 @@ async def link(query: CallbackQuery, callback_data: ChatCb, actor: Actor, repo: 
         "done": _("🔗 This chat now belongs to {group}. Share this link: {link}\nI let in only members of {group}; "
                   "everyone else is declined."),
     }
-    await query.answer()
-
     async def make_link() -> None:
         # Decided when it takes effect: the presser administers the chat now.
         if not await _sender_administers(bot, chat_id, query.from_user.id):
-            await message.edit_text(texts["not_admin"])
+            await query.answer(texts["not_admin"], show_alert=True)
             return
         if not await _bot_can_invite(bot, chat_id):
-            await message.edit_text(texts["bot_rights"])
+            await query.answer(texts["bot_rights"], show_alert=True)
             return
+        await query.answer()
         invite = await bot.create_chat_invite_link(chat_id, name=title[:32], creates_join_request=True)
         async with unit_of_work(session_maker, bot) as repo2:
             if await repo2.linked_chat(chat_id) is not None:

@@ -230,7 +230,7 @@ async def confirm(
         )
         return
     # A member removed from this group comes back only with a decider's approval.
-    if any(m.group_id == invitation.group_id and m.state == MemberState.REMOVED for m in actor.person.memberships):
+    if await repo.removed_from(actor.person.id, invitation.group_id):
         org = await repo.organisation(invitation.org_id)
         assert org is not None
         outcome = await file_request(repo, org, invitation.group, actor.person, invitation.role,

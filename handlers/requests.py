@@ -109,7 +109,7 @@ async def ask_group(query: CallbackQuery, callback_data: AskCb, state: FSMContex
             _("You are already a member of {group} as {role}.").format(group=q(group.title), role=role_name(role))
         )
         return
-    if await repo.pending_request(actor.person.id, group.id, role) is not None:
+    if await repo.pending_request(actor.person.id, group.id) is not None:
         await state.clear()
         await query.answer()
         await query.message.edit_text(  # type: ignore[union-attr]
@@ -209,7 +209,8 @@ async def file_request(
 ) -> str:
     """A join request with a card to every decider; what to tell the person.
     One pending request per person, group and role; a cool-down after a rejection."""
-    if await repo.pending_request(person.id, group.id, role) is not None:
+    # One pending request per person and group, whatever the role asked for.
+    if await repo.pending_request(person.id, group.id) is not None:
         return _("You have already asked to join {group}. Please wait for the decision.").format(group=q(group.title))
     rejected = await repo.last_rejection(person.id, group.id)
     if rejected is not None and rejected.decided_at is not None and rejected.decided_at > utcnow() - COOL_DOWN:

@@ -608,15 +608,16 @@ class Repo:
         await self.session.flush()
         return request
 
-    async def pending_request(self, person_id: int, group_id: int, role: str) -> JoinRequest | None:
-        return await self.session.scalar(
-            select(JoinRequest).where(
-                JoinRequest.person_id == person_id,
-                JoinRequest.group_id == group_id,
-                JoinRequest.role == role,
-                JoinRequest.state == RequestState.PENDING,
-            )
+    async def pending_request(self, person_id: int, group_id: int, role: str | None = None) -> JoinRequest | None:
+        """The person's pending request to this group (in this role, or in any)."""
+        stmt = select(JoinRequest).where(
+            JoinRequest.person_id == person_id,
+            JoinRequest.group_id == group_id,
+            JoinRequest.state == RequestState.PENDING,
         )
+        if role is not None:
+            stmt = stmt.where(JoinRequest.role == role)
+        return await self.session.scalar(stmt.limit(1))
 
     async def join_request(self, request_id: int) -> JoinRequest | None:
         return await self.session.scalar(
@@ -629,6 +630,13 @@ class Repo:
             .where(JoinRequest.id == request_id)
             .execution_options(populate_existing=True)
         )
+
+    async def removed_from(self, person_id: int, group_id: int) -> bool:
+        """The person was a member of this group and was removed."""
+        return (await self.session.scalar(
+            select(Membership.id).where(Membership.person_id == person_id, Membership.group_id == group_id,
+                                        Membership.state == MemberState.REMOVED).limit(1)
+        )) is not None
 
     async def last_rejection(self, person_id: int, group_id: int) -> JoinRequest | None:
         return await self.session.scalar(

@@ -378,7 +378,6 @@ async def test_every_message_shows_typed_values_as_text(app: Harness, case: str,
     check(seen, case, [name, title], set(seen.by_kind) - {DEADLINE})
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 5")
 @pytest.mark.parametrize("case, name, title", CASES, ids=[c[0] for c in CASES])
 async def test_the_acknowledgement_deadline_summary_shows_typed_values_as_text(
     app: Harness, case: str, name: str, title: str

@@ -138,7 +138,6 @@ async def post_poll(app: Harness, who: Person, group: int, question: str = "Эк
 # -- 1. a removed teacher and the card of their old post ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 1")
 async def test_1_a_removed_teacher_cannot_edit_their_old_post(app: Harness) -> None:
     a, _b = await school(app)
     post = await post_with_ack(app, a)
@@ -156,7 +155,6 @@ async def test_1_a_removed_teacher_cannot_edit_their_old_post(app: Harness) -> N
         f"the Edit press was not refused; the removed teacher saw {texts(calls)}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 1")
 async def test_1_a_removed_teacher_sees_no_names_and_reminds_nobody(app: Harness) -> None:
     a, _b = await school(app)
     post = await post_with_ack(app, a)
@@ -172,7 +170,6 @@ async def test_1_a_removed_teacher_sees_no_names_and_reminds_nobody(app: Harness
     assert refused(calls), f"Remind was not refused: {texts(calls)}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 1")
 async def test_1_a_removed_teacher_cannot_close_their_poll(app: Harness) -> None:
     a, _b = await school(app)
     poll = await post_poll(app, TEACHER, a)
@@ -187,7 +184,6 @@ async def test_1_a_removed_teacher_cannot_close_their_poll(app: Harness) -> None
 # -- 2. a removed teacher's later actions and invitations ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
 async def test_2_a_removed_teachers_scheduled_post_is_not_sent_and_an_admin_is_told(app: Harness) -> None:
     a, _b = await school(app)
     await compose(app, TEACHER, "announcement", [a], "Завтрашнее объявление", students=False)
@@ -206,7 +202,6 @@ async def test_2_a_removed_teachers_scheduled_post_is_not_sent_and_an_admin_is_t
     assert told, "no administrator was told that the scheduled post was not sent"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
 async def test_2_a_removed_teachers_reminder_and_deadline_summary_are_not_sent(app: Harness) -> None:
     """"A scheduled post, a reminder or a deadline whose author lost the right is
     not sent": the families are not reminded, and the summary with their names
@@ -239,7 +234,6 @@ async def test_2_a_removed_teachers_reminder_and_deadline_summary_are_not_sent(a
         f"the removed teacher's post still reminded {reminded} and told them who did not acknowledge: {names}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
 async def test_2_a_removed_teacher_cannot_move_or_list_their_scheduled_post(app: Harness) -> None:
     a, _b = await school(app)
     await compose(app, TEACHER, "announcement", [a], "Позднее объявление", students=False)
@@ -255,7 +249,6 @@ async def test_2_a_removed_teacher_cannot_move_or_list_their_scheduled_post(app:
     assert not [t for t in listed if "Позднее" in t], f"/scheduled still lists it to the removed teacher: {listed}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 2")
 async def test_2_a_removed_teachers_unlimited_invitation_no_longer_admits(app: Harness) -> None:
     a, _b = await school(app)
     code = await invite(app, TEACHER, a, "parent", uses=0)  # no limit on uses
@@ -278,7 +271,6 @@ async def linked_class_chat(app: Harness, group: int) -> str:
         return (await s.scalars(select(LinkedChat.invite_link))).one()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 3")
 async def test_3_a_removed_parent_cannot_come_back_alone_with_the_old_class_code(app: Harness) -> None:
     a, _b = await school(app)
     link = await linked_class_chat(app, a)
@@ -295,7 +287,6 @@ async def test_3_a_removed_parent_cannot_come_back_alone_with_the_old_class_code
     assert only(calls, DeclineChatJoinRequest)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 3")
 async def test_3_a_removed_parent_cannot_acknowledge_or_vote(app: Harness) -> None:
     a, _b = await school(app)
     post = await post_with_ack(app, a)
@@ -453,7 +444,6 @@ async def test_4_the_race_fixture_really_runs_two_admins_side_by_side(race: Harn
     assert b0 >= a1, "one person's two updates overlapped: the per-person isolation is gone"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 4")
 async def test_4_verify_and_decline_at_the_same_moment_exactly_one_wins(race: Harness) -> None:
     school_, _staff = await seed_two_admins(race)
     outcomes = []
@@ -475,7 +465,6 @@ async def test_4_verify_and_decline_at_the_same_moment_exactly_one_wins(race: Ha
         assert state == ("active" if won_yes else "removed"), f"round {i}: {said} but the membership is {state}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 4")
 async def test_4_two_admins_forgetting_themselves_at_once_leave_one_admin(race: Harness) -> None:
     from storage.models import Role
 
@@ -528,7 +517,6 @@ def as_telegram_shows(value: str) -> tuple[str | None, str]:
     return plain, (f"links {links}" if links else "")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 5")
 async def test_5_the_acknowledgement_deadline_summary_shows_names_as_text(app: Harness) -> None:
     a, _b = await school(app)
     code = await invite(app, ADMIN, a, "parent")
@@ -580,7 +568,6 @@ def chat_members(app: Harness, statuses: dict[int, str]) -> None:
     app.session.defaults = {**app.session.defaults, "getChatMember": answer}  # type: ignore[misc]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 6")
 async def test_6_a_teacher_who_is_only_a_member_of_the_chat_cannot_link_it(app: Harness) -> None:
     a, _b = await school(app)
     chat_members(app, {TEACHER.id: "member", ADMIN.id: "creator"})
@@ -655,7 +642,6 @@ async def wide_event(app: Harness, title: str = "Общешкольный кон
     await app.flush()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 7")
 async def test_7_an_unverified_teacher_does_not_see_organisation_wide_events(app: Harness) -> None:
     a, _b = await school(app)
     await wide_event(app)
@@ -695,7 +681,6 @@ async def write_to(app: Harness, who: Person, data: str, message: str) -> list:
     return calls
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 8")
 async def test_8_a_blocked_sender_stays_blocked_after_forget_and_joining_again(app: Harness) -> None:
     a, _b = await school(app)
     await no_office_hours(app)
@@ -723,7 +708,6 @@ async def test_8_a_blocked_sender_stays_blocked_after_forget_and_joining_again(a
 # -- 9. limits on what reaches other people -----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 9")
 async def test_9_write_is_limited_per_sender_and_recipient_with_a_time_to_wait(app: Harness) -> None:
     await school(app)
     await no_office_hours(app)
@@ -757,7 +741,6 @@ async def ask_to_join(app: Harness, who: Person, role: str, group: int, name: st
     return calls
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 9")
 async def test_9_one_pending_join_request_per_person_and_group(app: Harness) -> None:
     a, _b = await school(app)
     await to_english(app, NEWCOMER)
@@ -773,7 +756,6 @@ async def test_9_one_pending_join_request_per_person_and_group(app: Harness) -> 
     assert cards.count(ADMIN.id) <= 1, f"the admin got {cards.count(ADMIN.id)} cards from one person"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 9")
 async def test_9_asking_again_right_after_a_rejection_is_refused(app: Harness) -> None:
     a, _b = await school(app)
     await to_english(app, NEWCOMER)
@@ -794,7 +776,6 @@ async def test_9_asking_again_right_after_a_rejection_is_refused(app: Harness) -
     assert any(re.search(r"\d", t) for t in texts(calls)[-3:]), f"not told when they may ask again: {texts(calls)[-3:]}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 9")
 async def test_9_wrong_codes_are_counted_for_the_organisation_across_accounts(app: Harness) -> None:
     """Twenty accounts, four wrong codes each (under the five an account may try),
     all at the one organisation of the deployment: the next account is throttled
@@ -819,7 +800,6 @@ def last_menu(calls: list, who: Person) -> list[str]:
     return [c.command for c in menus[-1].commands]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 10")
 async def test_10_a_specialist_only_in_the_staff_room_sees_post_and_invite_only_if_they_work(app: Harness) -> None:
     await school(app)
     staff = await staff_room_id(app)
@@ -842,7 +822,6 @@ async def test_10_a_specialist_only_in_the_staff_room_sees_post_and_invite_only_
     assert not disagree, f"the menu {menu} and the handlers disagree: {disagree}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 observation 10")
 async def test_10_an_unverified_teachers_menu_and_groups_agree(app: Harness) -> None:
     a, _b = await school(app)
     menu = last_menu(await unverified_teacher(app, a), UNVERIFIED)
