@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import pytest
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData, CallbackQueryFilter
 from aiogram.methods import AnswerCallbackQuery, SendMessage, SetMyCommands
@@ -53,7 +54,8 @@ OTHER_ADMIN = Person(1301, "Олег", "en")
 OTHER_TEACHER = Person(3301, "Борис", "en")
 ASKER = Person(4001, "Ирина", "en")  # not a persona: her pending request is a real object to point at
 
-# persona → who they are (ADMIN is the platform's administrator, in ADMIN_IDS).
+# persona → who they are (ADMIN is the platform's administrator, in ADMIN_IDS); all speak English,
+# so that a refusal in a handler's own words is recognised from the catalogue's source strings.
 PERSONAS: dict[str, Person] = {
     "platform admin": ADMIN,
     "admin": ORG_ADMIN,
@@ -99,8 +101,7 @@ async def seed(app: Harness) -> World:
     b = await create_group(app, "6Б")
     staff = await staff_room_id(app)
     for who in PERSONAS.values():
-        if who is not ADMIN:
-            await to_english(app, who)
+        await to_english(app, who)
     await join(app, ORG_ADMIN, await invite(app, ADMIN, staff, "admin"), "Алла Админова")
     await join(app, HEAD, await invite(app, ADMIN, staff, "head"), "Глеб Директоров")
     await join(app, TEACHER, await invite(app, ADMIN, a, "teacher"), "Анна Смирнова")
@@ -203,6 +204,51 @@ def refused(calls: list) -> bool:
     return any(t.startswith("⛔") for t in texts(calls))
 
 
+def refusal_words() -> list[str]:
+    """The catalogue's sentences that refuse (English source strings): an answer starting with one of
+    them, without the mark, is a handler refusing in words of its own, which the matrix must see."""
+    import pathlib
+
+    pot = (pathlib.Path(__file__).parent.parent / "locales" / "messages.pot").read_text(encoding="utf-8")
+    ids = [m.group(1) for m in re.finditer(r'^msgid "(.+)"$', pot, flags=re.M)]
+    words = re.compile(r"^(Only |You cannot |You are not (a member|in any group)|You are waiting for an administrator"
+                       r"|This is for members|This is not available|This button is not for you"
+                       r"|This organisation is not available)")
+    found = [i for i in ids if words.match(i)]
+    assert len(found) > 20 and "You are not in any group yet. Send /start." in found
+    return found
+
+
+async def command_cell(app: Harness, persona: str, who: Person, name: str, menu: list[str],
+                       words: list[str]) -> tuple[bool, str | None]:
+    """Sends /name; returns (accepted, the inconsistency if any) and cancels any dialog it opened."""
+    calls = await app.send(who, f"/{name}")
+    await app.send(who, "/cancel")
+    said = texts(calls)
+    answered = bool(said) or any(not isinstance(c, SetMyCommands) for c in calls)
+    if not answered:
+        return False, f"{persona} × /{name}: no answer at all"
+    unmarked = [t for t in said if any(t.startswith(w) for w in words)]
+    accepted = not refused(calls) and not unmarked
+    shown = name in menu
+    if shown and unmarked:
+        return accepted, (f"{persona} × /{name}: in the menu, but the handler refuses in its own words, "
+                          f"without the mark {rights.REFUSED!r}: {unmarked[0]!r}")
+    if accepted != shown:
+        return accepted, (f"{persona} × /{name}: {'in' if shown else 'not in'} the menu, "
+                          f"but the handler {'accepts' if accepted else 'refuses'}: {said[:1]}")
+    return accepted, None
+
+
+# Cells where the code disagrees with itself today: each has a strict xfail below, for the lead to fix.
+KNOWN: dict[tuple[str, str], str] = {
+    ("staff-room specialist", "schedule"): (
+        "handlers/post_actions.schedule_command looks only at class memberships (_my_groups): a specialist "
+        "verified only in the staff room holds MEMBER, sees /schedule in the menu, and is told "
+        "'You are not in any group yet. Send /start.' (no ⛔, and untrue)"),
+}
+
+
 # -- the tables against the code ---------------------------------------------------------------
 
 
@@ -279,26 +325,23 @@ def test_every_button_and_command_of_the_code_has_its_row_in_the_rights_table() 
 
 async def test_each_menu_shows_a_command_exactly_when_its_handler_accepts_it(app: Harness) -> None:
     await seed(app)
+    words = refusal_words()
     problems: list[str] = []
+    known: list[str] = []
     matrix: dict[str, dict[str, bool]] = {}
     for persona, who in PERSONAS.items():
         menu = sent_menu(app, who)
         table = await table_menu(app, who)
-        if who is not STRANGER and menu != table:
+        if menu != table:
             problems.append(f"{persona}: the menu sent {menu} is not the table's {table}")
         matrix[persona] = {}
         for command in rights.COMMANDS:
-            calls = await app.send(who, f"/{command.name}")
-            answered = bool(texts(calls)) or any(not isinstance(c, SetMyCommands) for c in calls)
-            accepted = answered and not refused(calls)
+            accepted, problem = await command_cell(app, persona, who, command.name, menu, words)
             matrix[persona][command.name] = accepted
-            if not answered:
-                problems.append(f"{persona} /{command.name}: no answer at all")
-            elif accepted != (command.name in menu):
-                problems.append(
-                    f"{persona} /{command.name}: {'in' if command.name in menu else 'not in'} the menu, "
-                    f"but the handler {'accepts' if accepted else 'refuses'}: {texts(calls)[:1]}")
-            await app.send(who, "/cancel")
+            if problem and (persona, command.name) in KNOWN:
+                known.append(problem)
+            elif problem:
+                problems.append(problem)
     assert not problems, "\n".join(problems)
     # A few cells asserted outright, so that the table itself going wrong fails here.
     menu = {p: set(sent_menu(app, who)) for p, who in PERSONAS.items()}
@@ -315,6 +358,22 @@ async def test_each_menu_shows_a_command_exactly_when_its_handler_accepts_it(app
     assert all(set(menus.BASE) <= menu[p] for p in PERSONAS)
     assert {p for p in PERSONAS if "stats" in menu[p]} == {"platform admin", "admin", "head", "admin of another org"}
     assert sum(len(row) for row in matrix.values()) == len(PERSONAS) * len(rights.COMMANDS)
+    assert sum(map(sum, (row.values() for row in matrix.values()))) > 100  # accepted cells
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN[("staff-room specialist", "schedule")])
+async def test_known_inconsistency_a_staff_room_specialist_and_schedule(app: Harness) -> None:
+    """The one cell of the matrix above where menu and handler disagree (it is left out there)."""
+    await setup_org(app)
+    await create_group(app, "5А")
+    await to_english(app, ADMIN)
+    await to_english(app, SPECIALIST)
+    await join(app, SPECIALIST, await invite(app, ADMIN, await staff_room_id(app), "specialist"), "Софья Логопедова")
+    await verify_last(app, await app.flush())
+    menu = sent_menu(app, SPECIALIST)
+    assert "schedule" in menu  # the table gives her MEMBER
+    _accepted, problem = await command_cell(app, "staff-room specialist", SPECIALIST, "schedule", menu, refusal_words())
+    assert problem is None, problem
 
 
 # -- forged presses of every kind of button -------------------------------------------------------
@@ -360,6 +419,98 @@ def forged(cls: type[CallbackData], action: str | None, world: World) -> str:
     return cls(**fields).pack()
 
 
+async def not_theirs(app: Harness, world: World) -> list[tuple[str, str, str]]:
+    """(persona, button, why it is not theirs): the persona holds the button's capability, in the
+    first organisation, but not over this object."""
+    from bot.posts import CardCb
+    from handlers.chats import ChatCb
+    from handlers.family import AbsentCb
+    from handlers.keyboards import InviteCb, MembersCb
+    from handlers.messages import RelayCb
+    from handlers.weekly import WeeklyCb
+
+    async with app.session_maker() as s:
+        kolya = (await s.scalars(select(models.Pupil.id).where(models.Pupil.full_name == "Коля Петров"))).one()
+    post, relay = world.ids["post"], world.ids["relay"]
+    return [
+        ("verified teacher", InviteCb(action="group", group_id=world.b).pack(), "6Б is not their class"),
+        ("verified teacher", MembersCb(action="group", group_id=world.b).pack(), "6Б is not their class"),
+        ("verified teacher", WeeklyCb(action="group", value=world.b).pack(), "6Б is not their class"),
+        ("verified teacher", ChatCb(action="link", group_id=world.b).pack(), "6Б is not their class"),
+        ("verified teacher", ChatCb(action="link", group_id=world.staff).pack(), "the staff room"),
+        ("head", CardCb(action="withdraw_yes", post_id=post).pack(), "the teacher's post, not the head's"),
+        ("head", CardCb(action="pending", post_id=post).pack(), "the teacher's post, not the head's"),
+        ("admin", CardCb(action="edit", post_id=post).pack(), "an admin may refresh and withdraw, not edit"),
+        ("parent", RelayCb(action="reply", relay_id=relay).pack(), "the parent sent it; its recipient answers"),
+        ("parent", RelayCb(action="block", relay_id=relay).pack(), "the parent sent it; its recipient blocks"),
+        ("parent", AbsentCb(action="child", value=kolya).pack(), "another family's child"),
+        ("parent", AbsentCb(action="today", value=kolya).pack(), "another family's child"),
+    ]
+
+
+def object_refusal(persona: str, data: str, why: str, calls: list, before: dict, after: dict) -> str | None:
+    """The inconsistency of one press on an object that is not the persona's, if any."""
+    alerts = only(calls, AnswerCallbackQuery)
+    cell = f"{persona} × {data} ({why})"
+    if not (len(alerts) == 1 and alerts[0].show_alert and (alerts[0].text or "").startswith(rights.REFUSED)):
+        return f"{cell}: not refused with the mark {rights.REFUSED!r}: {[a.text for a in alerts] or texts(calls)}"
+    if len(calls) != 1:
+        return f"{cell}: the bot did more than refuse: {[type(c).__name__ for c in calls]}"
+    changed = [t for t in before if before[t] != after[t]]
+    return f"{cell}: changed {changed}" if changed else None
+
+
+# Buttons whose handler refuses an object in words of its own today: each has a strict xfail below.
+KNOWN_BUTTONS: dict[tuple[str, str], str] = {
+    ("parent", "abs:child"): (
+        "handlers/family._own_child answers another family's child with 'This is not your child.' "
+        "without rights.REFUSED (so do abs:today / abs:tomorrow / abs:range, through the same check)"),
+    ("parent", "abs:today"): "the same check as abs:child (handlers/family._own_child)",
+}
+
+
+# Fields that name an object; the rest (an offset, a preset, a day) carry no one else's object.
+OBJECT_FIELDS = ("group_id", "post_id", "membership_id", "request_id", "invitation_id", "relay_id", "person_id")
+
+
+def acts_on_own(prefix: str, action: str | None) -> bool:
+    """Actions that ignore the id they carry and act on the presser's own organisation (a list, a
+    new item, the blocks list, writing to the administration): not refused, and checked above to
+    reach nothing of the first organisation."""
+    return (prefix, action) in {("grp", "list"), ("grp", "new"), ("invs", "all"), ("invs", "all_yes"),
+                                ("invs", "list"), ("mem", "blocks"), ("wk", "new"), ("w", "admins")}
+
+
+async def first_org_rows(app: Harness, world: World) -> dict[str, list[tuple[Any, ...]]]:
+    """The first organisation's rows of every table that has an organisation."""
+    out = {}
+    async with app.session_maker() as s:
+        for model in SNAPSHOT:
+            if "org_id" not in model.__table__.columns:
+                continue
+            columns = [c for c in model.__table__.columns if c.name not in VOLATILE]
+            rows = await s.execute(select(*columns).where(model.__table__.c.org_id == world.org))
+            out[model.__tablename__] = sorted(tuple(map(str, r)) for r in rows)
+    return out
+
+
+async def first_org_chats(app: Harness, world: World, deliveries_only: bool = False) -> set[int]:
+    """The private chats of the first organisation's people only (or: those with deliveries still due)."""
+    async with app.session_maker() as s:
+        members = set((await s.scalars(select(models.Person.telegram_id).join(
+            models.Membership, models.Membership.person_id == models.Person.id).where(
+            models.Membership.org_id == world.org))).all())
+        others = set((await s.scalars(select(models.Person.telegram_id).join(
+            models.Membership, models.Membership.person_id == models.Person.id).where(
+            models.Membership.org_id != world.org))).all())
+        only_first = members - others
+        if not deliveries_only:
+            return only_first
+        due = set((await s.scalars(select(models.Delivery.chat_id).where(
+            models.Delivery.status == models.DeliveryStatus.PENDING.value))).all())
+        return due & only_first
+
+
 async def test_a_forged_press_of_a_button_without_the_right_is_refused_and_changes_nothing(app: Harness) -> None:
     world = await seed(app)
     classes = callback_classes()
@@ -396,6 +547,48 @@ async def test_a_forged_press_of_a_button_without_the_right_is_refused_and_chang
         changed = {t: sorted(set(after[t]) ^ set(before[t]))[:4] for t in before if before[t] != after[t]}
         if changed:
             problems.append(f"{persona}: {len(cells)} forged presses changed {changed}")
+    # The other organisation's admin and teacher hold most capabilities — in their own organisation.
+    # Pressing every kind of button pointed at the first organisation's objects reaches nothing of it.
+    first = await first_org_rows(app, world)
+    people = await first_org_chats(app, world)
+    due = await first_org_chats(app, world, deliveries_only=True)
+    for persona in ("admin of another org", "teacher of another org"):
+        who = PERSONAS[persona]
+        for prefix, cap in rights.BUTTONS.items():
+            if cap == rights.Cap.EVERYONE:
+                continue
+            cls = classes[prefix]
+            for action in sorted(actions.get(prefix) or {None}) if "action" in cls.model_fields else [None]:
+                data = forged(cls, action, world)
+                calls = await (app.press_in_group(who, chat, data) if prefix == "ch" else app.press(who, data))
+                await app.send(who, "/cancel")
+                pressed += 1
+                into = sorted({c.chat_id for c in calls if getattr(c, "chat_id", None) in people})
+                if into:
+                    problems.append(f"{persona} × {data}: the bot wrote into the first organisation's chats {into}")
+                alerts = only(calls, AnswerCallbackQuery)
+                if any(f in cls.model_fields for f in OBJECT_FIELDS) and not (
+                        alerts and alerts[0].show_alert) and not acts_on_own(prefix, action):
+                    problems.append(f"{persona} × {data}: a button naming the first organisation's objects "
+                                    f"was not refused: {texts(calls)[:1]}")
+        after = await first_org_rows(app, world)
+        changed = {t: sorted(set(after[t]) ^ set(first[t]))[:4] for t in first if first[t] != after[t]}
+        if changed:
+            problems.append(f"{persona}: presses on the first organisation's objects changed {changed}")
+        new = await first_org_chats(app, world, deliveries_only=True) - due
+        if new:
+            problems.append(f"{persona}: deliveries queued to the first organisation's people: {sorted(new)}")
+    # Inside the first organisation: the capability held, but not over the object the button names.
+    for persona, data, why in await not_theirs(app, world):
+        who = PERSONAS[persona]
+        before = await snapshot(app)
+        calls = await (app.press_in_group(who, chat, data) if data.startswith("ch:") else app.press(who, data))
+        pressed += 1
+        problem = object_refusal(persona, data, why, calls, before, await snapshot(app))
+        if problem and (persona, data.split(":", 2)[0] + ":" + data.split(":", 2)[1]) in KNOWN_BUTTONS:
+            continue  # the strict xfail below
+        if problem:
+            problems.append(problem)
     assert not problems, "\n".join(problems)
     # Every kind of button was forged by someone without its right (EVERYONE's aside).
     assert pressed > 100
@@ -426,3 +619,25 @@ async def test_link_and_unlink_in_a_group_chat_are_refused_exactly_without_the_r
                                 f"({rights.Cap.LINK_CHAT.value}), yet {texts(calls)}")
     assert not problems, "\n".join(problems)
     assert holders == {"platform admin", "admin", "verified teacher", "admin of another org", "teacher of another org"}
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUTTONS[("parent", "abs:child")])
+async def test_known_inconsistency_another_familys_child_is_refused_without_the_mark(app: Harness) -> None:
+    """The cells of the object checks above where a handler refuses in its own words (left out there)."""
+    from handlers.family import AbsentCb
+
+    await setup_org(app)
+    a = await create_group(app, "5А")
+    code = await invite(app, ADMIN, a, "parent")
+    await to_english(app, PARENT)
+    await join(app, PARENT, code, "Мария Иванова", "Петя Иванов")
+    await join(app, REMOVED, code, "Ольга Петрова", "Коля Петров")
+    async with app.session_maker() as s:
+        kolya = (await s.scalars(select(models.Pupil.id).where(models.Pupil.full_name == "Коля Петров"))).one()
+    problems = []
+    for action in ("child", "today"):
+        data = AbsentCb(action=action, value=kolya).pack()
+        before = await snapshot(app)
+        calls = await app.press(PARENT, data)
+        problems.append(object_refusal("parent", data, "another family's child", calls, before, await snapshot(app)))
+    assert problems == [None, None], "\n".join(p for p in problems if p)
