@@ -1,8 +1,10 @@
 """The capability matrix (issue 10, point 9), generated from `bot/rights.py`.
 
 Every persona × every command of `rights.COMMANDS`: the menu the bot really
-sent (setMyCommands for the person's chat) shows the command exactly when
-sending it gets an answer that is not a refusal ("⛔ …"). Every persona ×
+sent (setMyCommands for the person's chat) is the table's and the one /help
+lists, and shows the command exactly when sending it gets an answer that is
+not a refusal — neither "⛔ …" nor a refusing sentence of the catalogue
+without the mark. Every persona ×
 every kind of button (`rights.BUTTONS`) the persona has no right to: a forged
 press pointing at real objects of the first organisation gets a "⛔" alert and
 changes nothing. Every CallbackData prefix and every Command filter in the
@@ -334,6 +336,9 @@ async def test_each_menu_shows_a_command_exactly_when_its_handler_accepts_it(app
         table = await table_menu(app, who)
         if menu != table:
             problems.append(f"{persona}: the menu sent {menu} is not the table's {table}")
+        listed = re.findall(r"^/(\w+) — ", "\n".join(texts(await app.send(who, "/help"))), flags=re.M)
+        if listed != menu:
+            problems.append(f"{persona}: /help lists {listed}, the menu {menu}")
         matrix[persona] = {}
         for command in rights.COMMANDS:
             accepted, problem = await command_cell(app, persona, who, command.name, menu, words)
