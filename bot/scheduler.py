@@ -322,7 +322,7 @@ class Scheduler:
         acked = await repo.ack_count(post.id)
         with in_locale(author.locale or self.default_locale):
             text = _("⏰ The time to acknowledge «{title}» is over: {acked} acknowledged, {missing} did not.").format(
-                title=plain_text(post.text)[:60], acked=acked, missing=len(missing)
+                title=html.quote(plain_text(post.text)[:60]), acked=acked, missing=len(missing)
             )
             if missing:
                 text += "\n" + ", ".join(html.quote(p.display_name) for p in missing[:100])

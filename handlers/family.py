@@ -114,7 +114,7 @@ async def _own_child(query: CallbackQuery, actor: Actor, repo: Repo, pupil_id: i
     for child in await repo.children_of(actor.person.id, actor.org.id):
         if child.id == pupil_id:
             return child
-    await query.answer(_("This is not your child."), show_alert=True)
+    await query.answer(rights.REFUSED + _("This is not your child."), show_alert=True)
     return None
 
 

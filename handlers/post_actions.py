@@ -37,7 +37,7 @@ from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
 from handlers import weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
-from handlers.keyboards import confirm_keyboard
+from handlers.keyboards import confirm_keyboard, group_title
 from handlers.texts import blank, future_time, in_messages, other_org_alert, q, shorten
 from storage.models import DbInt, DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
@@ -392,7 +392,8 @@ def _my_groups(actor: Actor) -> dict[int, str]:
 
 
 async def schedule_command(message: Message, actor: Actor, repo: Repo) -> None:
-    groups = _my_groups(actor)
+    # Every group of theirs, the staff room included (its weekly items: the staff meeting).
+    groups = {m.group_id: group_title(m.group) for m in actor.active()}
     if actor.org is not None and (actor.is_admin or actor.is_head):
         groups = {g.id: g.title for g in await repo.groups(actor.org.id, include_staff=False)}
     if actor.org is None or not groups:

@@ -352,7 +352,7 @@ _seen: dict[str, Seen] = {}
 
 async def seen_in(app: Harness, case: str, name: str, title: str) -> Seen:
     if case not in _seen:
-        chat_members(app, {})
+        chat_members(app, {ADMIN.id: "creator"})  # the admin owns the chat they link
         _seen[case] = await scenario(app, name, title)
     return _seen[case]
 

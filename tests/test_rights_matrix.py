@@ -243,12 +243,7 @@ async def command_cell(app: Harness, persona: str, who: Person, name: str, menu:
 
 
 # Cells where the code disagrees with itself today: each has a strict xfail below, for the lead to fix.
-KNOWN: dict[tuple[str, str], str] = {
-    ("staff-room specialist", "schedule"): (
-        "handlers/post_actions.schedule_command looks only at class memberships (_my_groups): a specialist "
-        "verified only in the staff room holds MEMBER, sees /schedule in the menu, and is told "
-        "'You are not in any group yet. Send /start.' (no ⛔, and untrue)"),
-}
+KNOWN: dict[tuple[str, str], str] = {}  # none left: the cells agree
 
 
 # -- the tables against the code ---------------------------------------------------------------
@@ -363,7 +358,6 @@ async def test_each_menu_shows_a_command_exactly_when_its_handler_accepts_it(app
     assert sum(map(sum, (row.values() for row in matrix.values()))) > 100  # accepted cells
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN[("staff-room specialist", "schedule")])
 async def test_known_inconsistency_a_staff_room_specialist_and_schedule(app: Harness) -> None:
     """The one cell of the matrix above where menu and handler disagree (it is left out there)."""
     await setup_org(app)
@@ -463,12 +457,7 @@ def object_refusal(persona: str, data: str, why: str, calls: list, before: dict,
 
 
 # Buttons whose handler refuses an object in words of its own today: each has a strict xfail below.
-KNOWN_BUTTONS: dict[tuple[str, str], str] = {
-    ("parent", "abs:child"): (
-        "handlers/family._own_child answers another family's child with 'This is not your child.' "
-        "without rights.REFUSED (so do abs:today / abs:tomorrow / abs:range, through the same check)"),
-    ("parent", "abs:today"): "the same check as abs:child (handlers/family._own_child)",
-}
+KNOWN_BUTTONS: dict[tuple[str, str], str] = {}  # none left
 
 
 # Fields that name an object; the rest (an offset, a preset, a day) carry no one else's object.
@@ -623,7 +612,6 @@ async def test_link_and_unlink_in_a_group_chat_are_refused_exactly_without_the_r
     assert holders == {"platform admin", "admin", "verified teacher", "admin of another org", "teacher of another org"}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=KNOWN_BUTTONS[("parent", "abs:child")])
 async def test_known_inconsistency_another_familys_child_is_refused_without_the_mark(app: Harness) -> None:
     """The cells of the object checks above where a handler refuses in its own words (left out there)."""
     from handlers.family import AbsentCb
