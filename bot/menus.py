@@ -38,6 +38,8 @@ def _descriptions() -> dict[str, str]:
         "absences": _("Who is absent today"),
         "write": _("Write to a teacher or the administration"),
         "stats": _("Statistics: do messages reach families"),
+        "import": _("Import a class list or a staff list"),
+        "families": _("Who is missing: families joined per class, slips"),
         "audit": _("What administrators did"),
         "org": _("Organisations: choose, or add one"),
         "mydata": _("Everything the bot keeps about me"),
@@ -48,8 +50,8 @@ def _descriptions() -> dict[str, str]:
 BASE = ("start", "join", "help", "language", "cancel")
 MEMBER = ("schedule", "events", "write", "settings")
 PARENT = ("absent",)
-STAFF = ("post", "scheduled", "absences", "invite", "invites", "requests", "groups", "members")
-HEAD = ("post", "scheduled", "absences", "groups", "members", "stats")
+STAFF = ("post", "scheduled", "absences", "invite", "invites", "requests", "groups", "members", "import", "families")
+HEAD = ("post", "scheduled", "absences", "groups", "members", "families", "stats")
 ADMIN_ONLY = ("stats", "audit")
 PRIVACY = ("mydata", "forget")
 

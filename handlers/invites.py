@@ -33,7 +33,7 @@ from handlers.keyboards import (
     roles_keyboard,
 )
 from handlers.texts import local_time, q, role_name
-from storage.models import Group, Invitation, utcnow
+from storage.models import Group, Invitation, Role, utcnow
 from storage.repo import Repo
 
 # No 0/O, 1/I/L: a code read off a printed QR poster is typed without doubt.
@@ -229,14 +229,20 @@ async def make_invitation(
         max_uses=callback_data.uses or None,
     )
     invitation.group = group
+    # A class-wide family code asks the class's teacher to approve each family, unless switched off.
+    invitation.needs_approval = callback_data.role == Role.PARENT
     repo.audit(
         group.org_id, actor.person.id, "invitation.create", subject=f"invitation:{invitation.id}",
         detail=f"{group.title}; {callback_data.role}; {callback_data.days}d; {callback_data.uses or '-'}",
     )
     link = deep_link(bot_username, code)
     await query.answer()
+    from handlers.onboarding import approval_note, invitation_keyboard
+
+    note = approval_note(invitation)
     await query.message.edit_text(  # type: ignore[union-attr]
-        _("✅ Invitation created: {what}").format(what=describe(invitation, actor))
+        _("✅ Invitation created: {what}").format(what=describe(invitation, actor)) + ("\n" + note if note else ""),
+        reply_markup=invitation_keyboard(invitation),
     )
     caption = _(
         "<b>{org}</b>: invitation to {group} for a {role}.\n\n"
