@@ -264,7 +264,9 @@ async def _visible(actor: Actor, repo: Repo) -> list[Invitation]:
     assert actor.org is not None
     group_ids = None if actor.is_admin else actor.teaching_group_ids()
     invitations = await repo.live_invitations(actor.org.id, utcnow(), group_ids=group_ids)
-    return [i for i in invitations if actor.can_manage_invitation(i.group_id, i.created_by_id)]
+    # Personal family codes (printed slips, one per pupil) live in /families, not in this list,
+    # and "revoke all unused" must not stop the slips handed out at a parents' meeting.
+    return [i for i in invitations if i.pupil_id is None and actor.can_manage_invitation(i.group_id, i.created_by_id)]
 
 
 async def _list_view(actor: Actor, repo: Repo) -> tuple[str, object]:

@@ -1256,7 +1256,9 @@ class Repo:
         if not ids:
             return {}
         rows = await self.session.scalars(
-            select(Invitation).where(Invitation.pupil_id.in_(ids), self._live_code(now))
+            select(Invitation).join(Pupil, Pupil.id == Invitation.pupil_id)
+            # A code issued before the pupil moved to another class is not theirs any more.
+            .where(Invitation.pupil_id.in_(ids), Invitation.group_id == Pupil.group_id, self._live_code(now))
             .order_by(Invitation.id)
         )
         return {i.pupil_id: i for i in rows if i.pupil_id is not None}

@@ -519,3 +519,26 @@ async def test_staff_imported_get_personal_codes_and_are_verified_on_joining(app
     # The same list again: both are known, nothing new.
     calls = await import_file(app, ADMIN, data, "staff.csv", press=None)
     assert "New: 0. Already known: 2." in only(calls, SendMessage)[-1].text
+
+
+async def test_a_personal_code_expires_and_stays_out_of_the_invitations_list(app: Harness) -> None:
+    group = await school(app)
+    await import_file(app, ADMIN, class_5a(), "5a.xlsx")
+    codes = await family_codes(app)
+    calls = await app.send(ADMIN, "/invites")
+    assert not any(c.code in texts(calls)[0] for c in codes.values())  # the slips are in /families
+    assert "no working invitations" in texts(calls)[0]
+    await app.press(ADMIN, "invs:all_yes")  # "revoke all unused" leaves the printed slips alone
+    assert len(await family_codes(app)) == len(NAMES_5A)
+    code = codes["Сидоров Миша"].code
+    async with app.session_maker.begin() as s:
+        await s.execute(update(Invitation).where(Invitation.code == code).values(expires_at=utcnow() - timedelta(seconds=1)))
+    calls = await app.send(MOTHER, f"/start {code}")
+    assert "expired" in texts(calls)[0]
+    assert await memberships(app, MOTHER.id) == []
+    # Printing the class again gives that pupil a fresh code; the others keep theirs.
+    calls = await app.press(ADMIN, f"fam:slips:{group}:0")
+    fresh = await family_codes(app)
+    assert fresh["Сидоров Миша"].code != code and fresh["Сидоров Миша"].code in pdf_text(
+        only(calls, SendDocument)[0].document.data)  # type: ignore[union-attr]
+    assert all(fresh[n].code == codes[n].code for n in NAMES_5A if n != "Сидоров Миша")
