@@ -277,22 +277,32 @@ def _get(cells: list[str], columns: dict[str, int], what: str) -> str:
     return cells[index].strip() if index is not None and index < len(cells) else ""
 
 
-_DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d.%m.%y", "%d/%m/%Y", "%d-%m-%Y")
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_DMY_DATE = re.compile(r"(\d{1,2})[./-](\d{1,2})[./-](\d{2}|\d{4})")
 
 
 def parse_date(text: str) -> date | None:
-    for fmt in _DATE_FORMATS:
-        try:
-            value = datetime.strptime(text.strip(), fmt).date()
-        except ValueError:
-            continue
-        if 1900 < value.year <= date.today().year:
-            return value
-    return None
+    """A date of birth as registers write it: 2015-03-12, 12.03.2015, 12.03.15, 12/03/2015."""
+    value = text.strip()
+    if match := _ISO_DATE.fullmatch(value):
+        year, month, day = (int(g) for g in match.groups())
+    elif match := _DMY_DATE.fullmatch(value):
+        day, month, year = (int(g) for g in match.groups())
+        if year < 100:  # 15 → 2015, 98 → 1998
+            year += 2000 if year <= date.today().year % 100 else 1900
+    else:
+        return None
+    try:
+        parsed = date(year, month, day)
+    except ValueError:
+        return None
+    return parsed if 1900 < parsed.year <= date.today().year else None
 
 
 def _clean(text: str) -> str:
-    return " ".join("".join(ch for ch in text if ch.isprintable()).split())
+    if not text.isprintable():
+        text = "".join(ch for ch in text if ch.isprintable())
+    return " ".join(text.split())
 
 
 def class_title(text: str) -> str:
@@ -339,7 +349,7 @@ def _row(line: int, cells: list[str], columns: dict[str, int], kind: str) -> Row
     elif birth and (parsed := parse_date(birth)) is None:
         row.problem, row.problem_arg = BAD_DATE, birth[:20]
     else:
-        row.birth_date = parse_date(birth) if birth else None
+        row.birth_date = parsed if birth else None
     return row
 
 

@@ -114,9 +114,8 @@ async def import_pupils(
         for r in rows_to_add
     ])
     touched = sorted({groups[name_key(r.group)].id for r in rows_to_add + plan.known if name_key(r.group) in groups})
-    # Codes for every pupil of these classes who has none that works (the new ones).
-    for group_id in touched:
-        await ensure_codes(repo, actor, list(await repo.pupils_of(group_id)), days=days, uses=uses)
+    # Codes for every pupil of these classes who has none that works (the new ones), all at once.
+    await issue_codes(repo, actor, list(await repo.pupils_of(*touched)), days=days, uses=uses)
     repo.audit(org_id, actor.person.id, "classlist.import", detail=f"{len(rows_to_add)} pupils; "
                f"classes created: {', '.join(created) or '-'}"[:512])
     return Imported(pupils=len(rows_to_add), created_classes=created, group_ids=touched)
@@ -125,20 +124,17 @@ async def import_pupils(
 async def _unique_codes(repo: Repo, n: int) -> list[str]:
     from handlers.invites import new_code  # the same alphabet and length as every invitation
 
-    codes: list[str] = []
-    while len(codes) < n:
-        code = new_code()
-        if code not in codes and not await repo.code_exists(code):
-            codes.append(code)
-    return codes
+    codes: set[str] = set()
+    while len(codes) < n:  # 2^49 codes: a clash practically never happens, so this runs once
+        batch = {new_code() for _ in range(n - len(codes))} - codes
+        codes |= batch - await repo.existing_codes(batch)
+    return list(codes)
 
 
-async def ensure_codes(
-    repo: Repo, actor: Actor, pupils: list[Pupil], *, days: int, uses: int
-) -> dict[int, Invitation]:
-    """Each pupil's working personal family code, issuing one where there is none."""
+async def issue_codes(repo: Repo, actor: Actor, pupils: list[Pupil], *, days: int, uses: int) -> int:
+    """A personal family code for each pupil who has none that works; how many were issued."""
     now = utcnow()
-    have = await repo.personal_codes([p.id for p in pupils], now)
+    have = await repo.pupils_with_codes([p.id for p in pupils], now)
     lacking = [p for p in pupils if p.id not in have]
     if lacking:
         codes = await _unique_codes(repo, len(lacking))
@@ -148,8 +144,15 @@ async def ensure_codes(
              "pupil_id": p.id, "needs_approval": False}
             for p, code in zip(lacking, codes)
         ])
-        have = await repo.personal_codes([p.id for p in pupils], now)
-    return have
+    return len(lacking)
+
+
+async def ensure_codes(
+    repo: Repo, actor: Actor, pupils: list[Pupil], *, days: int, uses: int
+) -> dict[int, Invitation]:
+    """Each pupil's working personal family code, issuing one where there is none."""
+    await issue_codes(repo, actor, pupils, days=days, uses=uses)
+    return await repo.personal_codes([p.id for p in pupils], utcnow())
 
 
 async def reissue_code(repo: Repo, actor: Actor, pupil: Pupil, *, days: int, uses: int) -> Invitation:

@@ -436,6 +436,15 @@ class Repo:
 
     # -- invitations -----------------------------------------------------------
 
+    async def existing_codes(self, codes: Iterable[str]) -> set[str]:
+        """Those of these codes some invitation already has (one query for a whole class list)."""
+        wanted = list(codes)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            found |= set(await self.session.scalars(select(Invitation.code).where(Invitation.code.in_(chunk))))
+        return found
+
     async def code_exists(self, code: str) -> bool:
         return (await self.session.scalar(select(Invitation.id).where(Invitation.code == code))) is not None
 
@@ -1232,9 +1241,14 @@ class Repo:
             )
         ).all()
 
-    async def pupils_of(self, group_id: int) -> Sequence[Pupil]:
+    async def pupils_of(self, *group_ids: int) -> Sequence[Pupil]:
+        """The pupils of these classes, by name."""
+        if not group_ids:
+            return []
         return (
-            await self.session.scalars(select(Pupil).where(Pupil.group_id == group_id).order_by(Pupil.full_name, Pupil.id))
+            await self.session.scalars(
+                select(Pupil).where(Pupil.group_id.in_(group_ids)).order_by(Pupil.full_name, Pupil.id)
+            )
         ).all()
 
     async def add_pupils(self, rows: list[dict[str, Any]]) -> None:
@@ -1262,6 +1276,17 @@ class Repo:
             .order_by(Invitation.id)
         )
         return {i.pupil_id: i for i in rows if i.pupil_id is not None}
+
+    async def pupils_with_codes(self, pupil_ids: Iterable[int], now: datetime) -> set[int]:
+        """Those of these pupils who have a working personal code (ids only: a class list's import)."""
+        ids = list(pupil_ids)
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(Invitation.pupil_id).join(Pupil, Pupil.id == Invitation.pupil_id)
+            .where(Invitation.pupil_id.in_(ids), Invitation.group_id == Pupil.group_id, self._live_code(now))
+        )
+        return {i for i in rows if i is not None}
 
     async def revoke_personal_codes(self, pupil_id: int, now: datetime) -> int:
         """A reissue: every earlier code of this pupil stops working."""
