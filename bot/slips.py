@@ -185,7 +185,7 @@ def poster_pdf(poster: Poster) -> bytes:
     y += 12
     for text in poster.lines:
         pdf.set_xy(margin, y)
-        pdf.set_font("DejaVu", "", 12)
-        pdf.multi_cell(width, 6.5, text, align="C")
-        y = pdf.get_y() + 1.5
+        pdf.set_font("DejaVu", "", 13)
+        pdf.multi_cell(width, 7, text, align="C")
+        y = pdf.get_y() + 2
     return bytes(pdf.output())

@@ -612,7 +612,8 @@ async def poster(
     org = actor.org
     assert org is not None
     with in_locale(settings.default_locale):
-        heading = _("Invitation for: {role}").format(role=role_name(invitation.role))
+        headings = {Role.PARENT: _("Invitation for parents"), Role.STUDENT: _("Invitation for students")}
+        heading = headings.get(Role(invitation.role)) or _("Invitation for: {role}").format(role=role_name(invitation.role))
         lines = [
             _("Point the phone's camera at the QR code, or send the bot the message /join {code}").format(
                 code=invitation.code),

@@ -392,6 +392,8 @@ async def test_coverage_per_class_in_families_and_stats(app: Harness) -> None:
     [document] = only(calls, SendDocument)
     text = pdf_text(document.document.data)  # type: ignore[union-attr]
     assert "Иванов Пётр Сергеевич" in text and "Сидоров Миша" in text and "Петрова" not in text
+    calls = await app.press(ADMIN, f"mem:group:{group}:0")  # /members says it too, and where to look
+    assert "families joined: 2 of 4 (who is missing: /families)" in only(calls, EditMessageText)[0].text
     calls = await app.send(ADMIN, "/stats")
     assert "families joined: 2 of 4" in texts(calls)[0]
     calls = await app.press(ADMIN, "st:csv")
