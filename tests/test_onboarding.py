@@ -544,3 +544,24 @@ async def test_a_personal_code_expires_and_stays_out_of_the_invitations_list(app
     assert fresh["Сидоров Миша"].code != code and fresh["Сидоров Миша"].code in pdf_text(
         only(calls, SendDocument)[0].document.data)  # type: ignore[union-attr]
     assert all(fresh[n].code == codes[n].code for n in NAMES_5A if n != "Сидоров Миша")
+
+
+async def test_the_import_is_one_transaction(app: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure after the classes and pupils were written (issuing the codes) leaves nothing behind."""
+    from storage.repo import Repo
+
+    await school(app)
+    data = csv_bytes([["ФИО", "Класс"], ["Иванов Пётр", "5А"], ["Новиков Илья", "5Б"]])
+    calls = await import_file(app, ADMIN, data, "list.csv", press=None)
+
+    async def broken(self: Repo, rows: list) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(Repo, "add_invitations", broken)
+    calls = await app.press_on(ADMIN, only(calls, SendMessage)[-1], "onb:import")
+    assert "nothing was changed" in answers(calls)[0].text  # type: ignore[operator]
+    assert (await pupils(app), await groups(app), await count(app, Invitation)) == ([], ["5А"], 0)
+    monkeypatch.undo()
+    # The dialog state was rolled back with the rest: the preview's button works again.
+    await app.press(ADMIN, "onb:import:0")
+    assert await pupils(app) == [("5А", "Иванов Пётр"), ("5Б", "Новиков Илья")]
