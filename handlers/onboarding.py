@@ -150,6 +150,21 @@ def _classes_line(classes: dict[str, int]) -> str:
     return ", ".join(f"{q(title)} ({n})" for title, n in sorted(classes.items()))
 
 
+def line_ranges(rows: list[classlist.Row]) -> str:
+    """Line numbers as a reader checks them in the spreadsheet: "2–26, 30, 41–43"."""
+    numbers = sorted(r.line for r in rows)
+    parts: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:] + [None]:  # type: ignore[list-item]
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}–{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
 def preview_text(plan: service.Plan, file_name: str) -> list[str]:
     lines = [_("📋 <b>{file}</b>").format(file=q(file_name))]
     if plan.kind == "pupils":
@@ -164,6 +179,10 @@ def preview_text(plan: service.Plan, file_name: str) -> list[str]:
                      + (": " + ", ".join(f"{role_name(r)} {n}" for r, n in sorted(roles.items())) if roles else "."))
         lines.append(_("New: {new}. Already known: {known}. Unclear: {unclear}.").format(
             new=len(plan.new), known=len(plan.known), unclear=len(plan.unclear)))
+    if plan.new:
+        lines.append(_("New — lines {lines}").format(lines=line_ranges(plan.new)))
+    if plan.known:
+        lines.append(_("Already known — lines {lines}").format(lines=line_ranges(plan.known)))
     if plan.unclear:
         lines.append("")
         lines.append(_("<b>Unclear rows</b> (not imported; correct the file and send it again if needed):"))

@@ -186,6 +186,7 @@ async def test_preview_then_import_in_one_go_and_the_same_file_twice_changes_not
     preview = only(calls, SendMessage)[-1]
     assert "6 pupils in 2 classes: 5А (4), 5Б (2)" in preview.text
     assert "New: 6. Already in the lists: 0. Unclear: 1." in preview.text
+    assert "New — lines 2–6, 8" in preview.text
     assert "• line 7 Орлов: only one word" in preview.text
     assert "Classes that do not exist yet: 5Б (2)." in preview.text
     assert await count(app, Pupil) == 0  # a preview changes nothing
@@ -204,6 +205,7 @@ async def test_preview_then_import_in_one_go_and_the_same_file_twice_changes_not
     calls = await import_file(app, ADMIN, data, "классы.xlsx", press=None)
     preview = only(calls, SendMessage)[-1]
     assert "New: 0. Already in the lists: 6. Unclear: 1." in preview.text
+    assert "Already known — lines 2–6, 8" in preview.text and "New — lines" not in preview.text
     assert "Nothing new to import" in preview.text
     assert [b.text for row in preview.reply_markup.inline_keyboard for b in row] == ["✖️ Cancel"]  # type: ignore[union-attr]
     await app.press(ADMIN, "onb:import:0")  # a forged button: the plan is made again and has nothing new
@@ -565,3 +567,16 @@ async def test_the_import_is_one_transaction(app: Harness, monkeypatch: pytest.M
     # The dialog state was rolled back with the rest: the preview's button works again.
     await app.press(ADMIN, "onb:import:0")
     assert await pupils(app) == [("5А", "Иванов Пётр"), ("5Б", "Новиков Илья")]
+
+
+async def test_other_documents_are_not_taken_for_lists(app: Harness) -> None:
+    await school(app)
+    calls = await app.send_document(ADMIN, b"%PDF-1.4", "minutes.pdf")  # no /import: not a list, not ours
+    assert texts(calls) and "not a class list" not in texts(calls)[0]
+    calls = await app.send_document(PARENT, csv_bytes([["ФИО", "Класс"], ["Иванов Пётр", "5А"]]), "list.csv")
+    assert texts(calls) and "Import" not in texts(calls)[0]  # a parent's file is not an import either
+    assert not app.session.downloads and await count(app, Pupil) == 0
+    # Inside /import, anything but a file gets a hint.
+    await app.send(ADMIN, "/import")
+    calls = await app.send(ADMIN, "here it is")
+    assert "as an .xlsx or .csv file" in texts(calls)[0]
