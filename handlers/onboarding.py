@@ -80,6 +80,7 @@ def create_router() -> Router:
     router.callback_query.register(class_slips, FamCb.filter(F.action.in_({"slips", "missing"})))
     router.callback_query.register(pick_pupil, FamCb.filter(F.action == "pick"))
     router.callback_query.register(reissue, FamCb.filter(F.action == "reissue"))
+    router.callback_query.register(staff_slips, FamCb.filter(F.action == "staff"))
     router.callback_query.register(poster, PosterCb.filter(F.action == "pdf"))
     router.callback_query.register(approval, PosterCb.filter(F.action.in_({"approval_on", "approval_off"})))
     return router
@@ -401,8 +402,13 @@ async def _import_staff(
                  "✅ {n} personal staff codes issued. Whoever joins with one is verified at once.",
                  len(made)).format(n=len(made))
     )
-    if not made:
-        return
+    if made:
+        await _send_staff_slips(query, actor, repo, made, settings, bot_username)
+
+
+async def _send_staff_slips(
+    query: CallbackQuery, actor: Actor, repo: Repo, codes: list[Invitation], settings: Settings, bot_username: str
+) -> None:
     from bot.slips import slips_pdf
 
     org = actor.org
@@ -410,7 +416,7 @@ async def _import_staff(
     titles = {g.id: g.title for g in await repo.groups(org.id, include_staff=False)}
     with in_locale(settings.default_locale):
         slips = []
-        for invitation in made:
+        for invitation in codes:
             ids = [invitation.group_id, *service.more_groups(invitation)]
             slips.append(staff_slip(org, invitation, [titles[i] for i in ids if i in titles], bot_username))
     pdf = slips_pdf(slips, f"{org.name} — staff")
@@ -418,6 +424,19 @@ async def _import_staff(
         BufferedInputFile(pdf, filename="slips-staff.pdf"),
         caption=_("Personal staff codes: cut along the lines and hand each person their slip."),
     )
+
+
+async def staff_slips(query: CallbackQuery, actor: Actor, repo: Repo, settings: Settings, bot_username: str) -> None:
+    """The staff codes of an imported list nobody has used yet, printed again."""
+    if not actor.is_admin:
+        await query.answer(_("This is a staff list: only administrators import staff."), show_alert=True)
+        return
+    codes = list(await repo.staff_codes(actor.org.id, utcnow()))  # type: ignore[union-attr]
+    if not codes:
+        await query.answer(_("There is nobody to print a slip for."), show_alert=True)
+        return
+    await query.answer()
+    await _send_staff_slips(query, actor, repo, codes, settings, bot_username)
 
 
 async def cancel_import(query: CallbackQuery, state: FSMContext) -> None:
@@ -450,7 +469,11 @@ async def _overview(actor: Actor, repo: Repo) -> tuple[str, InlineKeyboardMarkup
         else:
             lines.append("• " + _("{group}: no class list yet (/import)").format(group=q(c.group.title)))
         kb.button(text=f"{c.group.title} · {c.joined}/{c.pupils}", callback_data=FamCb(action="open", group_id=c.group.id))
-    kb.adjust(3)
+    sizes = [3] * ((len(rows) + 2) // 3)
+    if actor.is_admin and await repo.staff_codes(actor.org.id, utcnow()):  # type: ignore[union-attr]
+        kb.button(text=_("🖨 Staff codes not used yet"), callback_data=FamCb(action="staff"))
+        sizes.append(1)
+    kb.adjust(*sizes)
     return "\n".join(lines), kb.as_markup()
 
 

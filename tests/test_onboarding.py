@@ -509,6 +509,10 @@ async def test_staff_imported_get_personal_codes_and_are_verified_on_joining(app
     assert set(staff) == {"Орлова Анна Петровна", "Кузнецов Иван"}
     for name, invitation in staff.items():
         assert name in text and invitation.code in text and invitation.max_uses == 1
+    calls = await app.send(ADMIN, "/families")
+    calls = await app.press_on(ADMIN, only(calls, SendMessage)[0], "fam:staff")
+    again = pdf_text(only(calls, SendDocument)[0].document.data)  # type: ignore[union-attr]
+    assert all(name in again and invitation.code in again for name, invitation in staff.items())
     # Joining with it: no name to type, verified at once, in both classes and the staff room.
     calls = await app.send(TEACHER, f"/start {staff['Орлова Анна Петровна'].code}")
     confirm = only(calls, SendMessage)[-1]
@@ -520,6 +524,10 @@ async def test_staff_imported_get_personal_codes_and_are_verified_on_joining(app
     await app.send(PARENT, f"/start {staff['Кузнецов Иван'].code}")
     await app.press(PARENT, "join:confirm")
     assert await memberships(app, PARENT.id) == [("Учительская", "head", "active")]
+    # Codes nobody has used yet are printed again from /families; once used, there is nothing to print.
+    calls = await app.send(ADMIN, "/families")
+    assert not any("fam:staff" in b.callback_data for row in only(calls, SendMessage)[0].reply_markup.inline_keyboard  # type: ignore[union-attr]
+                   for b in row)
     # The same list again: both are known, nothing new.
     calls = await import_file(app, ADMIN, data, "staff.csv", press=None)
     assert "New: 0. Already known: 2." in only(calls, SendMessage)[-1].text
