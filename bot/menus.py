@@ -44,6 +44,8 @@ def _descriptions() -> dict[str, str]:
         "absences": _("Who is absent today"),
         "write": _("Write to a teacher or the administration"),
         "stats": _("Statistics: do messages reach families"),
+        "import": _("Import a class list or a staff list"),
+        "families": _("Who is missing: families joined per class, slips"),
         "audit": _("What administrators did"),
         "org": _("Organisations: choose, or add one"),
         "link": _("Tie this chat to a class (chat administrators)"),

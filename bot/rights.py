@@ -379,6 +379,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("requests", Cap.DECIDE_REQUESTS, Section.TEACHING),
     Command("absences", Cap.SEE_ABSENCES, Section.TEACHING),
     Command("members", Cap.VIEW_MEMBERS, Section.TEACHING),
+    Command("families", Cap.VIEW_MEMBERS, Section.TEACHING),
+    Command("import", Cap.INVITE, Section.TEACHING),
     Command("stats", Cap.STATS, Section.ADMINISTRATION),
     Command("audit", Cap.AUDIT, Section.ADMINISTRATION),
     Command("org", Cap.SWITCH_ORG, Section.ADMINISTRATION),

@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Moscow"
     default_locale: str = "ru"
     invitation_days: int = Field(default=14, ge=1, le=365)
+    # Personal family codes (printed slips): how long they work, and how many
+    # people may use one (the pupil's parents: two by default).
+    family_code_days: int = Field(default=30, ge=1, le=365)
+    family_code_uses: int = Field(default=2, ge=1, le=10)
     # Messages per second in total (Telegram allows about 30); 0 lifts the limit.
     send_rate: float = Field(default=30.0, ge=0)
     # What fell due while the bot was down is still sent if at most this late.

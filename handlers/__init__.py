@@ -19,6 +19,7 @@ from handlers import (
     invites,
     joining,
     messages,
+    onboarding,
     oversight,
     post_actions,
     posting,
@@ -50,6 +51,7 @@ def create_router() -> Router:
         settings.create_router(),
         family.create_router(),
         messages.create_router(),
+        onboarding.create_router(),
         oversight.create_router(),
         privacy.create_router(),
     )

@@ -13,6 +13,7 @@ from handlers.family import AbsentForm
 from handlers.groups import GroupForm
 from handlers.joining import JoinForm
 from handlers.messages import WriteForm
+from handlers.onboarding import ImportForm
 from handlers.post_actions import EditForm
 from handlers.posting import PostForm
 from handlers.requests import AskForm
@@ -34,6 +35,8 @@ def _hints() -> dict[str, str]:
         JoinForm.name.state: _("Please send your full name."),
         JoinForm.child.state: _("Please send your child's full name."),
         JoinForm.confirm.state: buttons,
+        ImportForm.file.state: _("Please send the list as an .xlsx or .csv file (as a document). /cancel stops."),
+        ImportForm.preview.state: buttons,
         AskForm.role.state: buttons,
         AskForm.group.state: buttons,
         AskForm.name.state: _("Please send your full name."),

@@ -37,6 +37,13 @@ class NotACommand(Filter):
         return not (message.text or "").startswith("/")
 
 
+class HasDocument(Filter):
+    """A file sent as a document (a class list, say)."""
+
+    async def __call__(self, message: Message) -> bool:
+        return message.document is not None
+
+
 class Migrated(Filter):
     """The service message of a group that became a supergroup."""
 
@@ -48,3 +55,4 @@ PRIVATE = ChatType("private")
 GROUP_CHATS = ChatType("group", "supergroup")
 TEXT_INPUT = TextInput()
 NOT_A_COMMAND = NotACommand()
+DOCUMENT = HasDocument()

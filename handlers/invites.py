@@ -34,7 +34,7 @@ from handlers.keyboards import (
     roles_keyboard,
 )
 from handlers.texts import local_time, q, role_name
-from storage.models import Group, Invitation, utcnow
+from storage.models import Group, Invitation, Role, utcnow
 from storage.repo import Repo
 
 # No 0/O, 1/I/L: a code read off a printed QR poster is typed without doubt.
@@ -231,14 +231,20 @@ async def make_invitation(
         issued_by_admin=actor.is_admin,
     )
     invitation.group = group
+    # A class-wide family code asks the class's teacher to approve each family, unless switched off.
+    invitation.needs_approval = callback_data.role == Role.PARENT
     repo.audit(
         group.org_id, actor.person.id, "invitation.create", subject=f"invitation:{invitation.id}",
         detail=f"{group.title}; {callback_data.role}; {callback_data.days}d; {callback_data.uses or '-'}",
     )
     link = deep_link(bot_username, code)
     await query.answer()
+    from handlers.onboarding import approval_note, invitation_keyboard
+
+    note = approval_note(invitation)
     await query.message.edit_text(  # type: ignore[union-attr]
-        _("✅ Invitation created: {what}").format(what=describe(invitation, actor))
+        _("✅ Invitation created: {what}").format(what=describe(invitation, actor)) + ("\n" + note if note else ""),
+        reply_markup=invitation_keyboard(invitation),
     )
     caption = _(
         "<b>{org}</b>: invitation to {group} for a {role}.\n\n"
@@ -260,7 +266,9 @@ async def _visible(actor: Actor, repo: Repo) -> list[Invitation]:
     assert actor.org is not None
     group_ids = None if actor.is_admin else actor.teaching_group_ids()
     invitations = await repo.live_invitations(actor.org.id, utcnow(), group_ids=group_ids)
-    return [i for i in invitations if actor.can_manage_invitation(i.group_id, i.created_by_id)]
+    # Personal family codes (printed slips, one per pupil) live in /families, not in this list,
+    # and "revoke all unused" must not stop the slips handed out at a parents' meeting.
+    return [i for i in invitations if i.pupil_id is None and actor.can_manage_invitation(i.group_id, i.created_by_id)]
 
 
 async def _list_view(actor: Actor, repo: Repo) -> tuple[str, object]:

@@ -21,6 +21,7 @@ from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
 from bot.throttle import WrongCodeThrottle
+from handlers import onboarding
 from handlers.requests import file_request
 from handlers.admission import admit, ask_admins_to_verify, refresh_menu_of
 from handlers.filters import TEXT_INPUT
@@ -127,6 +128,11 @@ async def begin(
         )
         return
     org = await repo.organisation(invitation.org_id)
+    personal = await onboarding.personal_start(message, state, actor, repo, invitation, org)
+    if personal is not None:
+        if personal:
+            await _ask_confirm(message, state, repo)
+        return
     await state.clear()
     await state.set_state(JoinForm.name)
     await state.update_data(invitation_id=invitation.id)
@@ -171,6 +177,9 @@ async def _after_name(message: Message, state: FSMContext, repo: Repo, name: str
         await message.answer(_("This dialog has expired. Open the invitation link again."))
         return
     await state.update_data(full_name=name)
+    if invitation.pupil_id is not None:  # a personal family code: the child is the one it was issued for
+        await _ask_confirm(message, state, repo)
+        return
     if invitation.role == Role.PARENT:
         await state.set_state(JoinForm.child)
         await message.answer(_("Thank you. Now send your child's full name (for example: Иванов Пётр)."))
@@ -205,9 +214,10 @@ async def _ask_confirm(message: Message, state: FSMContext, repo: Repo) -> None:
     ]
     if data.get("child_name"):
         lines.append(_("Child: {name}").format(name=q(data["child_name"])))
+    yes_text = onboarding.confirm_words(invitation, lines)
     await message.answer(
         "\n".join(lines),
-        reply_markup=confirm_keyboard(JoinCb(action="confirm"), JoinCb(action="cancel"), yes_text=_("✅ Join")),
+        reply_markup=confirm_keyboard(JoinCb(action="confirm"), JoinCb(action="cancel"), yes_text=yes_text or _("✅ Join")),
     )
 
 
@@ -238,6 +248,9 @@ async def confirm(
         await query.answer()
         await query.message.edit_text(outcome)  # type: ignore[union-attr]
         return
+    if invitation.needs_approval:  # a class-wide family code: a request for the class's teacher
+        await onboarding.join_by_request(query, actor, repo, settings, invitation, data)
+        return
     # Checked again: it may have expired, been revoked or used up meanwhile.
     problem = invitation_problem(invitation, utcnow())
     if problem is None and not await creator_still_admits(repo, invitation, settings.admin_ids):
@@ -258,9 +271,12 @@ async def confirm(
         person=actor.person,
         role=invitation.role,
         full_name=data["full_name"],
-        child_name=child,
+        child_name=None if invitation.pupil_id is not None else child,
         invitation_id=invitation.id,
+        # A personal staff code: the administration named this person, so they are verified.
+        verified_by_id=invitation.created_by_id if invitation.person_name else None,
     )
+    await onboarding.after_personal_join(repo, org, actor.person, invitation)
     actor.person.current_org_id = org.id  # act in the organisation just joined (one of several, maybe)
     fresh = await refresh_menu_of(repo, actor.person, settings.admin_ids, settings.default_locale)
     text = _("✅ Welcome! You are now in <b>{group}</b> as {role}.").format(
@@ -291,6 +307,8 @@ async def _already_member(actor: Actor, repo: Repo, invitation: Invitation, chil
         return False
     if invitation.role != Role.PARENT or not child:
         return True
+    if invitation.pupil_id is not None:
+        return any(c.id == invitation.pupil_id for c in await repo.children_in_group(actor.person.id, invitation.group_id))
     children = await repo.children_in_group(actor.person.id, invitation.group_id)
     return any(normalize_name(c.full_name) == normalize_name(child) for c in children)
 

@@ -64,6 +64,13 @@ class DecideCb(CallbackData, prefix="req"):
     request_id: DbInt
 
 
+class BindCb(CallbackData, prefix="reqb"):
+    """Approve a parent's request, binding the child to this pupil of the class list."""
+
+    request_id: DbInt
+    pupil_id: DbInt
+
+
 class VerifyCb(CallbackData, prefix="ver"):
     action: str  # yes | no
     membership_id: DbInt

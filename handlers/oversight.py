@@ -61,6 +61,7 @@ async def gather(actor: Actor, repo: Repo) -> dict:  # type: ignore[type-arg]
         members.setdefault(group_id, {})[role] = n
     delivery = await repo.delivery_by_group(org.id)
     absences = await repo.absence_counts(org.id, (now - timedelta(days=30)).date())
+    families = await repo.families_joined(org.id)  # pupils on the class list, and those whose family joined
     joins = await repo.join_times(org.id, now - timedelta(weeks=8))
     weeks = [0] * 8
     for moment in joins:
@@ -82,6 +83,8 @@ async def gather(actor: Actor, repo: Repo) -> dict:  # type: ignore[type-arg]
             "ack_delivered": d.get("ack_delivered", 0),
             "acks": d.get("acks", 0),
             "absences": absences.get(group.id, 0),
+            "pupils": families.get(group.id, (0, 0))[0],
+            "families": families.get(group.id, (0, 0))[1],
         })
     return {
         "rows": rows,
@@ -112,6 +115,9 @@ async def stats_command(message: Message, actor: Actor, repo: Repo) -> None:
         lines.append(_("posts {posts}, delivered {d}, acknowledged {a}, not reachable {u}, absences (30 days) {abs}").format(
             posts=r["posts"], d=pct(r["delivered"], r["copies"]), a=pct(r["acks"], r["ack_delivered"]),
             u=r["unreachable"], abs=r["absences"]))
+        if r["pupils"]:
+            lines.append(_("families joined: {joined} of {pupils} (who is missing: /families)").format(
+                joined=r["families"], pupils=r["pupils"]))
     kb = InlineKeyboardBuilder()
     kb.button(text=_("📊 Chart"), callback_data=StatsCb(action="chart"))
     kb.button(text=_("📄 CSV"), callback_data=StatsCb(action="csv"))
@@ -123,12 +129,14 @@ def stats_csv(data: dict) -> bytes:  # type: ignore[type-arg]
     writer = csv.writer(buffer)
     roles = [r.value for r in Role]
     writer.writerow(["group", *roles, "posts", "copies", "delivered", "delivery_rate", "not_reachable",
-                     "asked_to_acknowledge", "acknowledged", "acknowledgement_rate", "absences_30_days"])
+                     "asked_to_acknowledge", "acknowledged", "acknowledgement_rate", "absences_30_days",
+                     "pupils", "families_joined", "families_rate"])
     for r in data["rows"]:
         writer.writerow([
             r["group"], *[r["members"].get(role, 0) for role in roles], r["posts"], r["copies"], r["delivered"],
             f"{r['delivered'] / r['copies']:.3f}" if r["copies"] else "", r["unreachable"], r["ack_delivered"],
             r["acks"], f"{r['acks'] / r['ack_delivered']:.3f}" if r["ack_delivered"] else "", r["absences"],
+            r["pupils"], r["families"], f"{r['families'] / r['pupils']:.3f}" if r["pupils"] else "",
         ])
     return buffer.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet programs read Cyrillic
 
@@ -156,8 +164,10 @@ def stats_chart(data: dict, title: str) -> bytes:  # type: ignore[type-arg]
         x = range(len(rows))
         delivery = [100 * r["delivered"] / r["copies"] if r["copies"] else 0 for r in rows]
         acks = [100 * r["acks"] / r["ack_delivered"] if r["ack_delivered"] else 0 for r in rows]
-        right.bar([i - 0.2 for i in x], delivery, width=0.4, label=_("delivered, %"))
-        right.bar([i + 0.2 for i in x], acks, width=0.4, label=_("acknowledged, %"))
+        families = [100 * r.get("families", 0) / r["pupils"] if r.get("pupils") else 0 for r in rows]
+        right.bar([i - 0.27 for i in x], families, width=0.27, label=_("families joined, %"))
+        right.bar(list(x), delivery, width=0.27, label=_("delivered, %"))
+        right.bar([i + 0.27 for i in x], acks, width=0.27, label=_("acknowledged, %"))
         right.set_xticks(list(x), names)
         right.set_ylim(0, 100)
         right.set_title(_("Do messages reach families?"))

@@ -9,18 +9,20 @@ from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.methods import SendMessage
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
 from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
+from bot.onboarding import class_list_match
 from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
 from handlers.admission import admin_chats, admit, refresh_menu_of
 from handlers.filters import TEXT_INPUT
 from handlers.keyboards import (
     AskCb,
+    BindCb,
     DecideCb,
     confirm_keyboard,
     decide_keyboard,
@@ -56,6 +58,7 @@ def create_router() -> Router:
     router.callback_query.register(ask_cancel, StateFilter(AskForm), AskCb.filter(F.action == "cancel"))
     router.callback_query.register(ask_stale, AskCb.filter())
     router.callback_query.register(decide, DecideCb.filter(F.action.in_({"approve", "reject"})))
+    router.callback_query.register(decide, BindCb.filter())
     router.message.register(requests_command, Command("requests"))
     return router
 
@@ -186,6 +189,42 @@ def card_text(request: JoinRequest) -> str:
     return text
 
 
+async def render_card(repo: Repo, request: JoinRequest) -> tuple[str, InlineKeyboardMarkup]:
+    """The card with what the class list says about the child typed: the pupil
+    of that name (Approve binds to them), or the nearest names, one tap each."""
+    text, markup = card_text(request), decide_keyboard(request.id)
+    if request.role != Role.PARENT or not request.child_name:
+        return text, markup
+    exact, close = await class_list_match(repo, request.group_id, request.child_name)
+    if exact is not None:
+        text += "\n" + _("📋 In the class list: {name}. Approve binds the parent to this pupil.").format(
+            name=q(exact.full_name))
+    elif close:
+        text += "\n" + _("📋 No pupil of that name in the class list. Nearest: {names}.").format(
+            names=q(", ".join(p.full_name for p in close)))
+        rows = [[InlineKeyboardButton(text=_("✅ Approve as {name}").format(name=p.full_name[:40]),
+                                      callback_data=BindCb(request_id=request.id, pupil_id=p.id).pack())]
+                for p in close]
+        markup = InlineKeyboardMarkup(inline_keyboard=rows + markup.inline_keyboard)
+    elif await repo.pupils_of(request.group_id):
+        text += "\n" + _("📋 No pupil of that name in the class list: Approve adds a new pupil.")
+    return text, markup
+
+
+async def send_cards(repo: Repo, org: Organisation, request: JoinRequest, settings: Settings,
+                     skip_chat: int | None = None) -> None:
+    """The request's card to everyone who decides on it, each in their language."""
+    chats = await deciders(repo, org, request, settings)
+    chats.pop(skip_chat, None)  # type: ignore[arg-type]
+    for chat_id, locale in chats.items():
+        with in_locale(locale):
+            text, markup = await render_card(repo, request)
+            enqueue(
+                repo, chat_id, SendMessage(chat_id=chat_id, text=text, reply_markup=markup),
+                org_id=request.org_id, org=org, topic="join_request", ref_id=request.id,
+            )
+
+
 async def send_request(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
     data = await state.get_data()
     await state.clear()
@@ -223,15 +262,7 @@ async def file_request(
     request.group = group
     if not person.full_name:
         person.full_name = full_name
-    chats = await deciders(repo, org, request, settings)
-    chats.pop(person.telegram_id, None)
-    for chat_id, locale in chats.items():
-        with in_locale(locale):
-            enqueue(
-                repo, chat_id,
-                SendMessage(chat_id=chat_id, text=card_text(request), reply_markup=decide_keyboard(request.id)),
-                org_id=group.org_id, org=org, topic="join_request", ref_id=request.id,
-            )
+    await send_cards(repo, org, request, settings, skip_chat=person.telegram_id)
     return _("📨 Your request to join {group} is sent. You will get the answer here.").format(group=q(group.title))
 
 
@@ -256,13 +287,20 @@ def outcome_text(request: JoinRequest, decider_name: str) -> str:
     return card_text(request) + "\n\n" + verdict
 
 
-async def decide(query: CallbackQuery, callback_data: DecideCb, actor: Actor, repo: Repo, settings: Settings) -> None:
+async def decide(
+    query: CallbackQuery, callback_data: DecideCb | BindCb, actor: Actor, repo: Repo, settings: Settings
+) -> None:
     request = await repo.join_request(callback_data.request_id)
     if request is None or not actor.can_decide(request):
         elsewhere = request is not None and actor.elsewhere(request.org_id)
         await query.answer(other_org_alert() if elsewhere else rights.REFUSED + _("You cannot decide on this request."), show_alert=True)
         return
-    approve = callback_data.action == "approve"
+    # "Approve as <pupil of the class list>": the child typed is bound to that pupil.
+    pupil = await repo.pupil(callback_data.pupil_id) if isinstance(callback_data, BindCb) else None
+    if isinstance(callback_data, BindCb) and (pupil is None or pupil.group_id != request.group_id):
+        await query.answer(_("This pupil is no longer in the class."), show_alert=True)
+        return
+    approve = isinstance(callback_data, BindCb) or callback_data.action == "approve"
     state = RequestState.APPROVED if approve else RequestState.REJECTED
     if not await repo.decide_join_request(request.id, state.value, actor.person.id):
         request = await repo.join_request(request.id)
@@ -284,7 +322,8 @@ async def decide(query: CallbackQuery, callback_data: DecideCb, actor: Actor, re
     if approve:
         await admit(
             repo, org=org, group=request.group, person=request.person, role=request.role,
-            full_name=request.full_name, child_name=request.child_name, verified_by_id=actor.person.id,
+            full_name=request.full_name, child_name=pupil.full_name if pupil else request.child_name,
+            verified_by_id=actor.person.id,
         )
     repo.audit(org.id, actor.person.id, f"join_request.{state.value}", subject=f"person:{request.person_id}",
                detail=f"{request.group.title}; {request.role}")
@@ -334,6 +373,7 @@ async def requests_command(message: Message, actor: Actor, repo: Repo) -> None:
         return
     await message.answer(_("Requests waiting for a decision: {n}").format(n=len(pending)))
     for request in pending[:LIST_LIMIT]:
-        await message.answer(card_text(request), reply_markup=decide_keyboard(request.id))
+        text, markup = await render_card(repo, request)
+        await message.answer(text, reply_markup=markup)
     if len(pending) > LIST_LIMIT:
         await message.answer(_("Decide on these, then send /requests again for the rest."))

@@ -185,6 +185,10 @@ async def show_members(query: CallbackQuery, callback_data: MembersCb, actor: Ac
     shown = members[page * PAGE:(page + 1) * PAGE]
     children = await repo.children_by_parent(group.id)
     lines = [_("<b>{group}</b>: {n} members").format(group=q(group_title(group)), n=len(members))]
+    pupils, joined = (await repo.families_joined(group.org_id)).get(group.id, (0, 0))
+    if pupils > joined:  # some families of the class list are still missing: /families has them
+        lines.append(_("families joined: {joined} of {pupils} (who is missing: /families)").format(
+            joined=joined, pupils=pupils))
     kb = InlineKeyboardBuilder()
     for m in shown:
         line = f"• {q(m.person.display_name)} — {role_name(m.role)}"

@@ -25,8 +25,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
-from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # A number that came from outside (a button's callback data) and is used as a
@@ -223,6 +223,9 @@ class Pupil(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("study_group.id"), index=True)
     full_name: Mapped[str] = mapped_column(String(128))
+    # From the school's register (a class list import), when it gave them.
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    parents_hint: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -255,7 +258,15 @@ class Invitation(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Issued by an administrator: the organisation's code, it outlives its
     # creator's membership. A teacher's code works only while they may invite.
-    issued_by_admin: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    issued_by_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # A personal family code: joining with it binds the parent to this pupil.
+    pupil_id: Mapped[int | None] = mapped_column(ForeignKey("pupil.id"), index=True)
+    # A personal staff code: the person the administration named (verified on joining),
+    # and the further classes they teach ("12,15").
+    person_name: Mapped[str | None] = mapped_column(String(128))
+    more_group_ids: Mapped[str | None] = mapped_column(String(256))
+    # A class-wide family code: joining with it is a join request for the teacher to approve.
+    needs_approval: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     group: Mapped[Group] = relationship()
 
@@ -271,6 +282,8 @@ class JoinRequest(Base):
     role: Mapped[str] = mapped_column(Code())
     full_name: Mapped[str] = mapped_column(String(128))
     child_name: Mapped[str | None] = mapped_column(String(128))
+    # The class-wide code it came through (None: asked without a code).
+    invitation_id: Mapped[int | None] = mapped_column(ForeignKey("invitation.id"))
     state: Mapped[str] = mapped_column(Code(), default=RequestState.PENDING)
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
@@ -464,6 +464,15 @@ class Repo:
         ).all()
 
     # -- invitations -----------------------------------------------------------
+
+    async def existing_codes(self, codes: Iterable[str]) -> set[str]:
+        """Those of these codes some invitation already has (one query for a whole class list)."""
+        wanted = list(codes)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            found |= set(await self.session.scalars(select(Invitation.code).where(Invitation.code.in_(chunk))))
+        return found
 
     async def code_exists(self, code: str) -> bool:
         return (await self.session.scalar(select(Invitation.id).where(Invitation.code == code))) is not None
@@ -1266,6 +1275,133 @@ class Repo:
             .limit(limit)
         )
         return [(entry, person.display_name if person else "—") for entry, person in rows], total
+
+    # -- onboarding: class lists, personal codes, who is missing ------------------------
+
+    async def pupils_in_org(self, org_id: int) -> Sequence[Pupil]:
+        """Every pupil of the organisation's classes that are not archived."""
+        return (
+            await self.session.scalars(
+                select(Pupil).join(Group, Group.id == Pupil.group_id)
+                .where(Pupil.org_id == org_id, Group.archived_at.is_(None))
+                .order_by(Pupil.group_id, Pupil.full_name)
+            )
+        ).all()
+
+    async def pupils_of(self, *group_ids: int) -> Sequence[Pupil]:
+        """The pupils of these classes, by name."""
+        if not group_ids:
+            return []
+        return (
+            await self.session.scalars(
+                select(Pupil).where(Pupil.group_id.in_(group_ids)).order_by(Pupil.full_name, Pupil.id)
+            )
+        ).all()
+
+    async def add_pupils(self, rows: list[dict[str, Any]]) -> None:
+        """Many pupils in one INSERT (a class list)."""
+        if rows:
+            now = utcnow()
+            await self.session.execute(insert(Pupil), [{"created_at": now, **r} for r in rows])
+
+    def _live_code(self, now: datetime) -> Any:
+        return and_(
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > now,
+            or_(Invitation.max_uses.is_(None), Invitation.uses < Invitation.max_uses),
+        )
+
+    async def personal_codes(self, pupil_ids: Iterable[int], now: datetime) -> dict[int, Invitation]:
+        """The newest working personal family code of each of these pupils."""
+        ids = list(pupil_ids)
+        if not ids:
+            return {}
+        rows = await self.session.scalars(
+            select(Invitation).join(Pupil, Pupil.id == Invitation.pupil_id)
+            # A code issued before the pupil moved to another class is not theirs any more.
+            .where(Invitation.pupil_id.in_(ids), Invitation.group_id == Pupil.group_id, self._live_code(now))
+            .order_by(Invitation.id)
+        )
+        return {i.pupil_id: i for i in rows if i.pupil_id is not None}
+
+    async def pupils_with_codes(self, pupil_ids: Iterable[int], now: datetime) -> set[int]:
+        """Those of these pupils who have a working personal code (ids only: a class list's import)."""
+        ids = list(pupil_ids)
+        if not ids:
+            return set()
+        rows = await self.session.scalars(
+            select(Invitation.pupil_id).join(Pupil, Pupil.id == Invitation.pupil_id)
+            .where(Invitation.pupil_id.in_(ids), Invitation.group_id == Pupil.group_id, self._live_code(now))
+        )
+        return {i for i in rows if i is not None}
+
+    async def revoke_personal_codes(self, pupil_id: int, now: datetime) -> int:
+        """A reissue: every earlier code of this pupil stops working."""
+        result = await self.session.execute(
+            update(Invitation)
+            .where(Invitation.pupil_id == pupil_id, Invitation.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount
+
+    async def add_invitations(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            now = utcnow()
+            await self.session.execute(insert(Invitation), [{"created_at": now, "uses": 0, **r} for r in rows])
+
+    async def families_joined(self, org_id: int) -> dict[int, tuple[int, int]]:
+        """Per class: (pupils, pupils with at least one parent who is a member of the class)."""
+        joined = (
+            select(Guardianship.pupil_id)
+            .join(Membership, and_(Membership.person_id == Guardianship.person_id,
+                                   Membership.role == Role.PARENT.value,
+                                   Membership.state == MemberState.ACTIVE.value))
+            .where(Membership.group_id == Pupil.group_id, Guardianship.pupil_id == Pupil.id)
+            .exists()
+        )
+        rows = await self.session.execute(
+            select(Pupil.group_id, func.count(Pupil.id), func.sum(case((joined, 1), else_=0)))
+            .where(Pupil.org_id == org_id)
+            .group_by(Pupil.group_id)
+        )
+        return {g: (n, int(j or 0)) for g, n, j in rows}
+
+    async def pupils_without_family(self, group_id: int) -> Sequence[Pupil]:
+        joined = (
+            select(Guardianship.id)
+            .join(Membership, and_(Membership.person_id == Guardianship.person_id,
+                                   Membership.role == Role.PARENT.value,
+                                   Membership.state == MemberState.ACTIVE.value,
+                                   Membership.group_id == group_id))
+            .where(Guardianship.pupil_id == Pupil.id)
+            .exists()
+        )
+        return (
+            await self.session.scalars(
+                select(Pupil).where(Pupil.group_id == group_id, ~joined).order_by(Pupil.full_name, Pupil.id)
+            )
+        ).all()
+
+    async def staff_codes(self, org_id: int, now: datetime) -> Sequence[Invitation]:
+        """Working personal staff codes (an imported staff list)."""
+        return (
+            await self.session.scalars(
+                select(Invitation).options(joinedload(Invitation.group))
+                .where(Invitation.org_id == org_id, Invitation.person_name.is_not(None), self._live_code(now))
+                .order_by(Invitation.id)
+            )
+        ).all()
+
+    async def staff_names(self, org_id: int) -> set[tuple[str, str]]:
+        """(normalized name, role) of the organisation's live staff members."""
+        rows = await self.session.execute(
+            select(Person.full_name, Membership.role)
+            .join(Membership, Membership.person_id == Person.id)
+            .where(Membership.org_id == org_id, Membership.state != MemberState.REMOVED,
+                   Membership.role.in_([r.value for r in STAFF_ROLES]))
+        )
+        return {(normalize_name(name or ""), role) for name, role in rows}
 
     # -- audit -----------------------------------------------------------------------
 

@@ -1650,6 +1650,20 @@ class FakeTelegram:
         await asyncio.sleep(0)
         return msg
 
+    async def send_document(self, user_id: int, data: bytes, file_name: str, mime_type: str | None = None) -> StoredMessage:
+        """The user sends the bot a file (as a document). Enqueues a `message`
+        update; the bot can getFile and download it from /file/bot<token>/<path>."""
+        user = self._user(user_id)
+        if user.blocked:
+            raise FakeTelegramUsageError(f"user {user_id} has blocked the bot: call unblock() first")
+        user.started = True
+        chat = self._chats[user_id]
+        stored = self._store_file("document", data, file_name, mime_type or mimetypes.guess_type(file_name)[0])
+        msg = self._new_message(chat, False, file=stored)
+        self._enqueue("message", self.message_json(msg))
+        await asyncio.sleep(0)
+        return msg
+
     async def press_button(self, user_id: int, message_id: int, callback_data: str) -> str:
         """The user presses the inline button carrying `callback_data` on the
         message as it is *now*. Enqueues a `callback_query`; returns its id."""

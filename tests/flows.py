@@ -52,8 +52,12 @@ async def staff_room_id(app: Harness) -> int:
         return (await s.scalars(select(Group.id).where(Group.kind == "staff"))).one()
 
 
-async def invite(app: Harness, who: Person, group: int, role: str, days: int = 14, uses: int = 0) -> str:
-    """Walks the /invite wizard; returns the code from the QR caption."""
+async def invite(
+    app: Harness, who: Person, group: int, role: str, days: int = 14, uses: int = 0, approval: bool = False
+) -> str:
+    """Walks the /invite wizard; returns the code from the QR caption. A parents'
+    code asks the teacher's approval by default; unless `approval`, it is switched
+    off here with the button under the new invitation, as a teacher would."""
     await app.send(who, "/invite")
     await app.press(who, f"inv:group:{group}::0:0")
     await app.press(who, f"inv:role:{group}:{role}:0:0")
@@ -61,6 +65,9 @@ async def invite(app: Harness, who: Person, group: int, role: str, days: int = 1
     calls = await app.press(who, f"inv:make:{group}:{role}:{days}:{uses}")
     photos = only(calls, SendPhoto)
     assert photos, texts(calls)
+    if role == "parent" and not approval:
+        made = only(calls, EditMessageText)[-1]
+        await app.press(who, button_data(made.reply_markup, "poster:approval_off"))
     return re.search(r"/join ([A-Z0-9]{10})", photos[0].caption or "").group(1)  # type: ignore[union-attr]
 
 

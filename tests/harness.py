@@ -51,6 +51,8 @@ class MockedSession(BaseSession):
         self._ids: dict[int, itertools.count[int]] = defaultdict(lambda: itertools.count(1000))
         self.message_ids: dict[int, int] = {}  # id(request) → message_id it produced
         self._links = itertools.count(1)
+        self.files: dict[str, bytes] = {}  # file_id → what a person uploaded
+        self.downloads: list[str] = []
 
     def fail_next(self, method: str, error_code: int, description: str, *, chat_id: int | None = None,
                   **parameters: Any) -> None:
@@ -139,7 +141,15 @@ class MockedSession(BaseSession):
             "caption": getattr(method, "caption", None),
         }
 
+    def _file(self, method: Any) -> dict[str, Any]:
+        data = self.files.get(method.file_id)
+        if data is None:
+            raise AssertionError(f"getFile for an unknown file_id {method.file_id!r}")
+        return {"file_id": method.file_id, "file_unique_id": method.file_id, "file_size": len(data),
+                "file_path": f"documents/{method.file_id}"}
+
     defaults: dict[str, Any] = {
+        "getFile": _file,
         "getChatMember": lambda self, method: bot_admin(),
         "createChatInviteLink": _invite_link,
         "revokeChatInviteLink": _invite_link,
@@ -150,9 +160,10 @@ class MockedSession(BaseSession):
     async def close(self) -> None:
         pass
 
-    async def stream_content(self, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-        raise NotImplementedError
-        yield b""  # pragma: no cover
+    async def stream_content(self, url: str, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        """A file download: the bytes a test put in `files` (Harness.send_document)."""
+        self.downloads.append(url)
+        yield self.files[url.rsplit("/", 1)[-1]]
 
 
 def bot_admin(**fields: Any) -> dict[str, Any]:
@@ -237,6 +248,21 @@ class Harness:
             chat=who.chat,
             from_user=who.user,
             photo=[PhotoSize(file_id="p", file_unique_id="p", width=10, height=10)],
+        )
+        return await self._feed(Update(update_id=next(self._update_ids), message=message))
+
+    async def send_document(
+        self, who: Person, data: bytes, file_name: str, file_size: int | None = None
+    ) -> list[TelegramMethod[Any]]:
+        """The person sends a file (as a document); the bot may download it."""
+        from aiogram.types import Document
+
+        file_id = f"file{next(self._message_ids)}"
+        self.session.files[file_id] = data
+        message = Message(
+            message_id=next(self._message_ids), date=datetime.now(timezone.utc), chat=who.chat, from_user=who.user,
+            document=Document(file_id=file_id, file_unique_id=file_id, file_name=file_name,
+                              file_size=len(data) if file_size is None else file_size),
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
 

@@ -242,8 +242,13 @@ async def scenario(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 — 
         assert match, caption
         code = match.group(1)
         assert f"/join {code}" in caption and "5А" in caption and "Школа № 1" in caption
-        # The wizard message now names the code and has no buttons left.
-        await app.edited(ADMIN, wizard, lambda m: code in m.content and not m.buttons, "the created invitation")
+        # The wizard message now names the code; its buttons are the poster (and, for parents, approval).
+        await app.edited(ADMIN, wizard, lambda m: code in m.content and m.callback_data
+                         and all(d.startswith("poster:") for d in m.callback_data), "the created invitation")
+        if role == "parent":  # asks the teacher's approval by default: this school admits its parents at once
+            await app.press(ADMIN, wizard, "poster:approval_off")
+            await app.edited(ADMIN, wizard, lambda m: any(d.startswith("poster:approval_on") for d in m.callback_data),
+                             "approval switched off")
         return code
 
     parent_code = await make_invitation("parent", 0)

@@ -378,13 +378,13 @@ async def test_audit_lists_admin_actions_newest_first_with_pages_and_csv(app: Ha
     await app.press(ADMIN, f"mb:move_yes:{a}:{parent}:{await pupil_id(app, 'Петя Иванов')}:{b}")
     await invite(app, ADMIN, b, "student")
     entries = await audit(app)
-    assert len(entries) == 12
+    assert len(entries) == 14  # two parents' codes had their approval switched off (tests/flows.invite)
     assert [e.action for e in entries[:4]] == ["invitation.create", "pupil.move", "member.remove", "member.rename"]
     assert entries[-1].action == "org.setup"
     calls = await app.send(ADMIN, "/audit")
     [page] = only(calls, SendMessage)
     lines = page.text.split("\n")
-    assert lines[0] == "<b>Audit log</b> (1–10 of 12)" and len(lines) == 11
+    assert lines[0] == "<b>Audit log</b> (1–10 of 14)" and len(lines) == 11
     shown = [re.search(r"<code>(.+?)</code>", line).group(1) for line in lines[1:]]  # type: ignore[union-attr]
     assert shown == [e.action for e in entries[:10]]
     assert "· Админ · <code>member.rename</code> · person:" in lines[4] and "— Мария Иванова → Мария Иванова-Смирнова" in lines[4]
@@ -392,7 +392,7 @@ async def test_audit_lists_admin_actions_newest_first_with_pages_and_csv(app: Ha
     calls = await app.press_on(ADMIN, page, "au:page:10")
     [page2] = only(calls, EditMessageText)
     lines = page2.text.split("\n")
-    assert lines[0] == "<b>Audit log</b> (11–12 of 12)"
+    assert lines[0] == "<b>Audit log</b> (11–14 of 14)"
     assert [re.search(r"<code>(.+?)</code>", line).group(1) for line in lines[1:]] == [e.action for e in entries[10:]]  # type: ignore[union-attr]
     assert buttons(page2) == ["au:page:0", "au:csv:0"]
     calls = await app.press(ADMIN, "au:page:0")
