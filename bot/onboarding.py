@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from difflib import SequenceMatcher
 
+from bot import rights
 from bot.actor import Actor
 from bot.classlist import Row, name_key
 from storage.models import GroupKind, Group, Invitation, Pupil, Role, utcnow
@@ -54,7 +55,7 @@ async def plan_pupils(repo: Repo, actor: Actor, rows: list[Row]) -> Plan:
     for pupil in pupils:
         where.setdefault(name_key(pupil.full_name), set()).add(pupil.group_id)
     titles = {g.id: g.title for g in groups.values()}
-    teaching = actor.teaching_group_ids()
+    teaching = set(actor.scope(rights.Cap.INVITE).groups)  # a teacher's own classes (bot.rights)
     for row in rows:
         if row.problem:
             plan.unclear.append(row)

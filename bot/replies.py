@@ -19,6 +19,8 @@ open a unit of work of its own (`bot.replies.unit_of_work`).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -91,7 +93,16 @@ def after_commit_do(step: Callable[[], Awaitable[None]]) -> None:
     commit = after_commit.get()
     if commit is None:
         raise RuntimeError("after_commit_do() outside an update")
-    commit.continuations.append(step)
+    # The step keeps the update's context (its language, above all) but not its
+    # transaction: it runs as a task in a copy where nothing is collected.
+    context = contextvars.copy_context()
+
+    async def run() -> None:
+        after_commit.set(None)
+        update_session.set(None)
+        await step()
+
+    commit.continuations.append(lambda: asyncio.create_task(run(), context=context))
 
 
 @asynccontextmanager

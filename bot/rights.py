@@ -427,6 +427,10 @@ BUTTONS: dict[str, Cap] = {
     "st": Cap.STATS,
     "au": Cap.AUDIT,
     "ch": Cap.LINK_CHAT,
+    "onb": Cap.INVITE,  # importing a list: which classes, `scope(INVITE)`
+    "poster": Cap.INVITE,
+    "fam": Cap.VIEW_MEMBERS,  # who is missing; reprinting checks INVITE per class
+    "reqb": Cap.DECIDE_REQUESTS,  # approve binding the child to a pupil of the list
 }
 
 

@@ -18,6 +18,7 @@ import io
 import re
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from aiogram import Bot, F, Router
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.filters import Command, StateFilter
@@ -31,7 +32,9 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import classlist
 from bot import onboarding as service
+from bot import rights
 from bot.actor import Actor
+from bot.replies import after_commit_do, unit_of_work
 from bot.i18n import in_locale
 from bot.settings import Settings
 from handlers.filters import DOCUMENT
@@ -90,23 +93,22 @@ def create_router() -> Router:
 
 
 def may_import(actor: Actor) -> bool:
-    """Admins (any class, staff lists too) and verified teachers (their own classes)."""
-    return actor.org is not None and (actor.is_admin or bool(actor.teaching_group_ids()))
+    """Admins (any class, staff lists too) and verified teachers (their own classes): bot.rights."""
+    return actor.can(rights.Cap.INVITE)
 
 
 def may_see_families(actor: Actor) -> bool:
-    return actor.org is not None and (actor.is_admin or actor.is_head or bool(actor.teaching_group_ids()))
+    return actor.can(rights.Cap.VIEW_MEMBERS)
 
 
 def _scope(actor: Actor) -> set[int] | None:
-    """The classes whose families this person sees: all for admins and the head."""
-    return None if actor.is_admin or actor.is_head else actor.teaching_group_ids()
+    """The classes whose families this person sees: all for admins and the head (bot.rights)."""
+    where = actor.scope(rights.Cap.VIEW_MEMBERS)
+    return None if where.everywhere else set(where.groups)
 
 
 def refusal(actor: Actor) -> str:
-    if actor.awaiting_verification:
-        return _("You are waiting for an administrator to verify you. Until then you cannot invite.")
-    return _("Only administrators and verified teachers can import class lists.")
+    return rights.refusal(actor, rights.Cap.INVITE)
 
 
 # -- texts --------------------------------------------------------------------------------------
@@ -318,7 +320,8 @@ async def not_a_file(message: Message) -> None:
 
 
 async def got_file(
-    message: Message, state: FSMContext, actor: Actor, repo: Repo, bot: Bot, raw_state: str | None = None,
+    message: Message, state: FSMContext, actor: Actor, repo: Repo, bot: Bot, session_maker: async_sessionmaker,
+    raw_state: str | None = None,
 ) -> None:
     if not may_import(actor):
         if raw_state is None:
@@ -335,23 +338,31 @@ async def got_file(
             raise SkipHandler from None  # some other document sent without /import: not a list
         await message.answer(list_error(e.code))
         return
-    data = await fetch_file(bot, document.file_id)
-    try:
-        parsed = classlist.read_list(data, name)
-    except classlist.ListError as e:
-        await message.answer(list_error(e.code))
-        return
-    if parsed.kind == "staff" and not actor.is_admin:
-        await message.answer(_("This is a staff list: only administrators import staff.") + "\n"
-                             + _("Nothing was changed."))
-        return
-    plan = await (service.plan_pupils if parsed.kind == "pupils" else service.plan_staff)(repo, actor, parsed.rows)
-    await state.set_state(ImportForm.preview)
-    await state.set_data({"kind": parsed.kind, "file": name[:64], "rows": [r.as_dict() for r in parsed.rows]})
-    parts = in_messages(preview_text(plan, name))
-    for part in parts[:-1]:
-        await message.answer(part)
-    await message.answer(parts[-1], reply_markup=preview_keyboard(plan))
+    file_id = document.file_id
+
+    async def read_and_preview() -> None:
+        # Downloading needs Telegram's answer: after the commit, outside any transaction.
+        data = await fetch_file(bot, file_id)
+        try:
+            parsed = classlist.read_list(data, name)
+        except classlist.ListError as e:
+            await message.answer(list_error(e.code))
+            return
+        if parsed.kind == "staff" and not actor.is_admin:
+            await message.answer(_("This is a staff list: only administrators import staff.") + "\n"
+                                 + _("Nothing was changed."))
+            return
+        async with unit_of_work(session_maker, bot) as repo2:
+            planner = service.plan_pupils if parsed.kind == "pupils" else service.plan_staff
+            plan = await planner(repo2, actor, parsed.rows)
+            await state.set_state(ImportForm.preview)
+            await state.set_data({"kind": parsed.kind, "file": name[:64], "rows": [r.as_dict() for r in parsed.rows]})
+            parts = in_messages(preview_text(plan, name))
+            for part in parts[:-1]:
+                await message.answer(part)
+            await message.answer(parts[-1], reply_markup=preview_keyboard(plan))
+
+    after_commit_do(read_and_preview)
 
 
 async def do_import(

@@ -401,7 +401,7 @@ def forged(cls: type[CallbackData], action: str | None, world: World) -> str:
         "request_id": ids["request"], "invitation_id": ids["invitation"], "relay_id": ids["relay"],
         "person_id": ids["teacher"] if prefix == "w" else ids["parent"], "org_id": world.org,
         "target": world.b, "role": "parent", "days": 14, "uses": 0, "offset": 0, "index": 0,
-        "locale": "en", "code": "",
+        "locale": "en", "code": "", "pupil_id": ids["pupil"],
         "value": {"mb": ids["pupil"], "wk": ids["weekly"], "abs": ids["absence"], "cmp": str(world.a),
                   "setup": "school"}.get(prefix, 0),
     }
@@ -469,7 +469,8 @@ def acts_on_own(prefix: str, action: str | None) -> bool:
     new item, the blocks list, writing to the administration): not refused, and checked above to
     reach nothing of the first organisation."""
     return (prefix, action) in {("grp", "list"), ("grp", "new"), ("invs", "all"), ("invs", "all_yes"),
-                                ("invs", "list"), ("mem", "blocks"), ("wk", "new"), ("w", "admins")}
+                                ("invs", "list"), ("mem", "blocks"), ("wk", "new"), ("w", "admins"),
+                                ("fam", "list")}
 
 
 async def first_org_rows(app: Harness, world: World) -> dict[str, list[tuple[Any, ...]]]:
