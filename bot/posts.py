@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import unescape
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import html
 from aiogram.filters.callback_data import CallbackData
@@ -32,6 +31,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.dates import when
 from bot.i18n import in_locale
 from bot.outbox import dump_method, enqueue
 from bot.timeline import next_daily, plan_post, quiet_until
@@ -88,7 +88,8 @@ def kind_label(kind: str) -> str:
 
 
 def local(moment: Any, org: Organisation) -> str:
-    return moment.astimezone(ZoneInfo(org.timezone)).strftime("%d.%m.%Y %H:%M")
+    """A moment as the reader reads it: weekday, day and time in the organisation's zone."""
+    return when(moment, org.timezone)
 
 
 def body(post: Post, org: Organisation, author_name: str, audience: str) -> str:

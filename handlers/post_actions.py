@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from icalendar import Calendar, Event
 
+from bot import dates
 from bot.actor import Actor
 from bot.posts import (
     CardCb,
@@ -204,7 +205,8 @@ async def on_card(
             await query.answer(_("This button is out of date."), show_alert=True)
             return
         await _ask_about(query, state, EditForm.event_at, post.id,
-                         _("Send the new date and time, like <code>25.12 18:30</code>. The reminders move with it."))
+                         _("Send the new date and time ({examples}). The reminders move with it.").format(
+                             examples=dates.examples()))
         return
     elif action == "edit":
         await _ask_about(query, state, EditForm.text, post.id,
@@ -223,6 +225,9 @@ async def on_card(
         post.withdrawn_at = utcnow()
         await repo.cancel_due(post.id, [k.value for k in POST_DUE_KINDS])
         n = await withdraw_copies(repo, post, org=org, default_locale=settings.default_locale)
+        # The author's card itself no longer offers Refresh / Remind / Edit / Withdraw.
+        if (author := await _author_of(repo, post)) is not None:
+            await refresh_card(repo, post, org, author, settings.default_locale)
         if not is_author:
             repo.audit(org.id, actor.person.id, "post.withdraw", subject=f"post:{post.id}")
         await query.answer(_("Withdrawn from {n} chats.").format(n=n), show_alert=True)
@@ -358,7 +363,7 @@ async def on_scheduled(query: CallbackQuery, callback_data: ScheduledCb, state: 
     await state.set_state(EditForm.scheduled_at)
     await state.update_data(post_id=post.id)
     await query.answer()
-    await query.message.answer(_("Send the new date and time, like <code>25.12 08:00</code>."))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the new date and time ({examples}).").format(examples=dates.examples()))  # type: ignore[union-attr]
 
 
 async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:

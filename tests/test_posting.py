@@ -251,7 +251,7 @@ async def test_schedule_replaces_the_current_one_and_events_give_an_ics(app: Har
     await app.press(TEACHER, "cmp:send:")
     sent = await app.flush()
     [event_copy] = [c for c in copies_to(sent, P1.id) if "Праздник" in c.text]
-    assert "25.12.2099 18:30" in event_copy.text and "Актовый зал" in event_copy.text
+    assert "Fri, 25 December 2099, 18:30" in event_copy.text and "Актовый зал" in event_copy.text
     calls = await app.send(P1, "/events")
     assert "Праздник осени" in texts(calls)[0]
     ics = only(calls, SendDocument)[0].document.data  # type: ignore[union-attr]
