@@ -1,0 +1,178 @@
+"""The everyday details, through the real Dispatcher: dates typed as people
+type them and quick choices, reminders that can fire, the withdrawn card,
+exports a school opens, the calendar file, long texts and albums."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from aiogram.methods import EditMessageText, SendMessage
+from sqlalchemy import select
+
+from storage.models import DueItem, Post
+from tests.harness import Harness, answers, button_data, only, texts
+from tests.test_posting import P1, P2, TEACHER, copies_to, school
+
+MSK = ZoneInfo("Europe/Moscow")
+
+
+def local_today() -> datetime:
+    return datetime.now(MSK)
+
+
+async def the_post(app: Harness) -> Post:
+    async with app.session_maker() as s:
+        return (await s.scalars(select(Post).order_by(Post.id.desc()))).first()  # type: ignore[return-value]
+
+
+async def start_event(app: Harness, group: int, text: str = "Экскурсия") -> list:
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:event")
+    await app.press(TEACHER, f"cmp:group:{group}")
+    await app.press(TEACHER, "cmp:next:")
+    return await app.send(TEACHER, text)
+
+
+async def test_an_event_time_from_the_quick_choices_and_typed_in_words(app: Harness) -> None:
+    a, _b = await school(app)
+    calls = await start_event(app, a)
+    prompt = only(calls, SendMessage)[-1]
+    assert "tomorrow 18:30" in prompt.text  # the teacher reads English: English examples
+    in_three_days = (local_today() + timedelta(days=3)).date()
+    day_button = button_data(prompt.reply_markup, f"wh:day:{in_three_days:%Y%m%d}")
+    assert "cmp:cancel" in str(prompt.reply_markup)
+    calls = await app.press(TEACHER, day_button)
+    times = only(calls, EditMessageText)[-1]
+    assert "At what time?" in times.text and "wh:time:1800" in str(times.reply_markup)
+    calls = await app.press(TEACHER, "wh:time:1800")
+    assert any("18:00" in t for t in texts(calls)) and "Where?" in texts(calls)[-1]
+    await app.press(TEACHER, "cmp:no_place:")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    post = await the_post(app)
+    expected = datetime(in_three_days.year, in_three_days.month, in_three_days.day, 18, 0, tzinfo=MSK)
+    assert post.event_at.replace(tzinfo=timezone.utc) == expected.astimezone(timezone.utc)
+    # Typed in words, in Russian, by a teacher whose interface is English.
+    await start_event(app, a, "Родительское собрание")
+    calls = await app.send(TEACHER, "31.02 10:00")
+    assert "no such date" in texts(calls)[-1]
+    calls = await app.send(TEACHER, "25.12")
+    assert "at what time" in texts(calls)[-1]
+    calls = await app.send(TEACHER, "завтра 18:30")
+    assert "Where?" in texts(calls)[-1]
+    tomorrow = (local_today() + timedelta(days=1)).date()
+    from babel.dates import format_date
+
+    assert format_date(tomorrow, "EEE, d MMMM", locale="en") in texts(calls)[0]
+
+
+async def test_a_press_out_of_order_or_forged_changes_nothing(app: Harness) -> None:
+    a, _b = await school(app)
+    await start_event(app, a)
+    calls = await app.press(TEACHER, "wh:time:1800")  # no day chosen yet
+    assert answers(calls)[0].show_alert and "day first" in answers(calls)[0].text
+    calls = await app.press(TEACHER, "wh:day:20200101")  # the past
+    assert answers(calls)[0].show_alert
+    calls = await app.press(TEACHER, "wh:day:2026abcd")
+    assert answers(calls)[0].show_alert
+    await app.press(TEACHER, "cmp:cancel:")
+    calls = await app.press(TEACHER, "wh:day:20991231")  # a finished dialog
+    assert answers(calls)[0].show_alert and "already sent or cancelled" in answers(calls)[0].text
+
+
+async def test_reminders_that_cannot_fire_are_not_offered(app: Harness) -> None:
+    a, _b = await school(app)
+    await start_event(app, a)
+    soon = local_today() + timedelta(minutes=90)
+    calls = await app.send(TEACHER, soon.strftime("%d.%m.%Y %H:%M"))
+    calls = await app.press(TEACHER, "cmp:no_place:")
+    options = only(calls, SendMessage)[-1]
+    markup = str(options.reply_markup)
+    # 90 minutes away: "1 hour before" and "15 minutes before" can fire, a day or a week before cannot.
+    assert "cmp:remind:60" in markup and "cmp:remind:15" in markup
+    assert "cmp:remind:1440" not in markup and "cmp:remind:10080" not in markup
+    assert "☑️ ⏰ 1 hour before" in markup  # of the defaults, the hour stays ticked
+    calls = await app.press(TEACHER, "cmp:remind:1440")  # forged
+    assert answers(calls)[0].show_alert
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    async with app.session_maker() as s:
+        assert [i.minutes for i in (await s.scalars(select(DueItem))).all()] == [60]
+
+
+async def test_send_later_in_words_and_an_acknowledgement_deadline_from_the_calendar(app: Harness) -> None:
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Сдаём деньги на экскурсию")
+    await app.press(TEACHER, "cmp:ack:")
+    calls = await app.press(TEACHER, "cmp:due_date:ack")
+    assert "Until when" in texts(calls)[-1]
+    calls = await app.send(TEACHER, "in a while")
+    assert "cannot read" in texts(calls)[-1]
+    day = (local_today() + timedelta(days=5)).date()
+    calls = await app.send(TEACHER, f"{day:%d.%m} 20:00")
+    options = only(calls, SendMessage)[-1]
+    assert "Acknowledge: by" in str(options.reply_markup) and "20:00" in str(options.reply_markup)
+    await app.press(TEACHER, "cmp:preview:")
+    calls = await app.press(TEACHER, "cmp:later:")
+    later = only(calls, EditMessageText)[-1]
+    assert "cmp:at:" in str(later.reply_markup) and "wh:day:" in str(later.reply_markup)
+    calls = await app.send(TEACHER, f"{day + timedelta(days=1):%d.%m} 9:00")  # after the deadline
+    assert "after the deadline" in texts(calls)[-1]
+    calls = await app.send(TEACHER, "tomorrow 9:00")
+    assert "Scheduled for" in texts(calls)[-1]
+    post = await the_post(app)
+    tomorrow = (local_today() + timedelta(days=1)).date()
+    assert post.scheduled_at.replace(tzinfo=timezone.utc) == datetime(
+        tomorrow.year, tomorrow.month, tomorrow.day, 9, 0, tzinfo=MSK).astimezone(timezone.utc)
+    assert post.ack_due_at.replace(tzinfo=timezone.utc) == datetime(
+        day.year, day.month, day.day, 20, 0, tzinfo=MSK).astimezone(timezone.utc)
+
+
+async def test_a_poll_deadline_typed_by_the_teacher(app: Harness) -> None:
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:poll")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Когда собрание?")
+    await app.send(TEACHER, "Пятница\nСуббота")
+    calls = await app.press(TEACHER, "cmp:due_date:ack")  # not a poll's button
+    assert answers(calls)[0].show_alert
+    await app.press(TEACHER, "cmp:due_date:poll")
+    calls = await app.send(TEACHER, "пт 9:00")
+    assert "Closes" in str(only(calls, SendMessage)[-1].reply_markup)
+    await app.press(TEACHER, "cmp:next:")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    post = await the_post(app)
+    moment = post.poll_closes_at.replace(tzinfo=timezone.utc).astimezone(MSK)
+    assert (moment.weekday(), moment.hour, moment.minute) == (4, 9, 0)
+    assert moment > datetime.now(timezone.utc)
+    sent = await app.flush()
+    copy = copies_to(sent, P2.id)[0]
+    assert "пт, " in copy.text  # «Открыт до пт, 4 декабря, 09:00» for the Russian reader
+
+
+async def test_a_withdrawn_posts_card_offers_nothing_more(app: Harness) -> None:
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Отменяется")
+    await app.press(TEACHER, "cmp:ack:")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    await app.flush()
+    post = await the_post(app)
+    await app.press(TEACHER, f"pc:withdraw_yes:{post.id}")
+    sent = await app.flush()
+    card_edits = [c for c in only(sent, EditMessageText) if c.chat_id == TEACHER.id and "Withdrawn" in c.text]
+    assert card_edits, "the original card is edited too"
+    assert all(c.reply_markup is None or not c.reply_markup.inline_keyboard for c in card_edits)
+    assert P1
