@@ -15,6 +15,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
+from handlers import exports
 from handlers.texts import local_time, q, role_name
 from storage.models import DbInt, DeliveryStatus, Role, utcnow
 from storage.repo import Repo
@@ -37,7 +38,7 @@ def create_router() -> Router:
     router.callback_query.register(stats_file, StatsCb.filter())
     router.message.register(audit_command, Command("audit"))
     router.callback_query.register(audit_page, AuditCb.filter(F.action == "page"))
-    router.callback_query.register(audit_csv, AuditCb.filter(F.action == "csv"))
+    router.callback_query.register(audit_csv, AuditCb.filter(F.action.in_({"csv", "xlsx"})))
     return router
 
 
@@ -113,6 +114,7 @@ async def stats_command(message: Message, actor: Actor, repo: Repo) -> None:
             u=r["unreachable"], abs=r["absences"]))
     kb = InlineKeyboardBuilder()
     kb.button(text=_("📊 Chart"), callback_data=StatsCb(action="chart"))
+    kb.button(text=_("📗 Excel"), callback_data=StatsCb(action="xlsx"))
     kb.button(text=_("📄 CSV"), callback_data=StatsCb(action="csv"))
     await message.answer("\n".join(lines), reply_markup=kb.as_markup())
 
@@ -181,6 +183,9 @@ async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor,
     if callback_data.action == "chart":
         png = stats_chart(data, actor.org.name)  # type: ignore[union-attr]
         await query.message.answer_photo(BufferedInputFile(png, filename=f"stats-{stamp}.png"))  # type: ignore[union-attr]
+    elif callback_data.action == "xlsx":
+        book = exports.stats_workbook(data, actor.org, utcnow())  # type: ignore[arg-type]
+        await query.message.answer_document(BufferedInputFile(book, filename=f"stats-{stamp}.xlsx"))  # type: ignore[union-attr]
     else:
         await query.message.answer_document(BufferedInputFile(stats_csv(data), filename=f"stats-{stamp}.csv"))  # type: ignore[union-attr]
 
@@ -193,7 +198,7 @@ async def _audit_view(actor: Actor, repo: Repo, offset: int):  # type: ignore[no
     lines = [_("<b>Audit log</b> ({first}–{last} of {total})").format(
         first=min(offset + 1, total), last=min(offset + PAGE, total), total=total)]
     for entry, who in entries:
-        line = f"{local_time(entry.created_at, actor.org)} · {q(who)} · <code>{q(entry.action)}</code>"
+        line = f"{local_time(entry.created_at, actor.org)} · {q(who)} · {q(exports.action_name(entry.action))}"
         if entry.subject:
             line += f" · {q(entry.subject)}"
         if entry.detail:
@@ -204,6 +209,7 @@ async def _audit_view(actor: Actor, repo: Repo, offset: int):  # type: ignore[no
         kb.button(text="«", callback_data=AuditCb(action="page", offset=max(0, offset - PAGE)))
     if offset + PAGE < total:
         kb.button(text="»", callback_data=AuditCb(action="page", offset=offset + PAGE))
+    kb.button(text=_("📗 Excel"), callback_data=AuditCb(action="xlsx"))
     kb.button(text=_("📄 CSV"), callback_data=AuditCb(action="csv"))
     return "\n".join(lines), kb.as_markup()
 
@@ -225,11 +231,16 @@ async def audit_page(query: CallbackQuery, callback_data: AuditCb, actor: Actor,
     await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
 
 
-async def audit_csv(query: CallbackQuery, actor: Actor, repo: Repo) -> None:
+async def audit_csv(query: CallbackQuery, callback_data: AuditCb, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
         await query.answer(_("Only administrators see the audit log."), show_alert=True)
         return
     entries, _total = await repo.audit_page(actor.org.id, 0, 1_000_000)  # type: ignore[union-attr]
+    if callback_data.action == "xlsx":
+        book = await exports.audit_workbook(repo, actor.org, entries)  # type: ignore[arg-type]
+        await query.answer()
+        await query.message.answer_document(BufferedInputFile(book, filename="audit.xlsx"))  # type: ignore[union-attr]
+        return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["time_utc", "who", "action", "subject", "detail"])

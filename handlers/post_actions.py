@@ -13,7 +13,6 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from icalendar import Calendar, Event
 
 from bot import dates
 from bot.actor import Actor
@@ -35,7 +34,7 @@ from bot.posts import (
 )
 from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
-from handlers import weekly
+from handlers import exports, weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
 from handlers.texts import blank, future_time, in_messages, other_org_alert, q, shorten
@@ -430,7 +429,7 @@ async def schedule_command(message: Message, actor: Actor, repo: Repo) -> None:
         await message.answer(_("No weekly items yet."), reply_markup=markup)
 
 
-async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
+async def events_command(message: Message, actor: Actor, repo: Repo, bot_username: str) -> None:
     if actor.org is None or not actor.is_member:
         await message.answer(_("You are not in any group yet. Send /start."))
         return
@@ -446,27 +445,16 @@ async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
         await message.answer(_("No upcoming events."))
         return
     lines = [_("<b>Upcoming events</b>")]
-    calendar = Calendar()
-    calendar.add("prodid", "-//Parta//parta//")
-    calendar.add("version", "2.0")
     for post in events:
         title = _first_line(post.text) or kind_title()
         lines.append(f"• {local(post.event_at, actor.org)} — {q(shorten(title, 120))}"
                      + (f" · {q(shorten(post.place, 120))}" if post.place else ""))
-        event = Event()
-        event.add("uid", f"parta-post-{post.id}@parta")
-        event.add("summary", title)
-        event.add("dtstart", post.event_at)
-        event.add("dtstamp", post.created_at)
-        if post.place:
-            event.add("location", post.place)
-        if post.text:
-            event.add("description", plain_text(post.text))
-        calendar.add_component(event)
+    ics = exports.events_calendar(events, actor.org, bot_username,
+                                  _("{org}: events").format(org=actor.org.name))
     for part in in_messages(lines):  # many events with long names: more than one message
         await message.answer(part)
     await message.answer_document(
-        BufferedInputFile(calendar.to_ical(), filename="events.ics"),
+        BufferedInputFile(ics, filename="events.ics"),
         caption=_("Open the file to add these events to your phone's calendar."),
     )
 

@@ -176,3 +176,86 @@ async def test_a_withdrawn_posts_card_offers_nothing_more(app: Harness) -> None:
     assert card_edits, "the original card is edited too"
     assert all(c.reply_markup is None or not c.reply_markup.inline_keyboard for c in card_edits)
     assert P1
+
+
+# -- files for people -----------------------------------------------------------------------
+
+
+def workbook_rows(data: bytes, sheet: str | None = None) -> list[list]:
+    import io
+
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(data))
+    ws = book[sheet] if sheet else book.worksheets[0]
+    return [list(r) for r in ws.iter_rows(values_only=True)]
+
+
+async def test_stats_and_audit_as_excel_workbooks_in_the_readers_language(app: Harness) -> None:
+    from aiogram.methods import SendDocument
+
+    from tests.conftest import ADMIN
+    from tests.flows import to_english
+    from tests.test_oversight import pid, post_with_ack
+
+    a, _b = await school(app)
+    await post_with_ack(app, a)
+    parent = await pid(app, P1)
+    await app.press(ADMIN, f"mb:rename:{a}:{parent}:0:0")
+    await app.send(ADMIN, "Мария Иванова-Смирнова")
+    # The admin reads Russian: Russian headers, rates as percentages.
+    calls = await app.send(ADMIN, "/stats")
+    calls = await app.press_on(ADMIN, only(calls, SendMessage)[0], "st:xlsx")
+    [document] = only(calls, SendDocument)
+    assert document.document.filename.endswith(".xlsx")  # type: ignore[union-attr]
+    rows = workbook_rows(document.document.data)  # type: ignore[union-attr]
+    header = rows[0]
+    assert header[0] == "Группа" and "Доставлено, %" in header and "Родитель" in header and "Администратор" in header
+    by_group = {r[0]: dict(zip(header, r)) for r in rows[1:]}
+    assert by_group["5А"]["Родитель"] == 2 and by_group["5А"]["Доставлено, %"] == 1
+    assert by_group["5А"]["Ознакомились, %"] == 0.5 and by_group["6Б"]["Доставлено, %"] is None
+    summary = workbook_rows(document.document.data, "Сводка")  # type: ignore[union-attr]
+    assert summary[1][0] == "Организация" and summary[1][1] == "Школа № 1"
+    # The audit in English: local times to the minute, actions and roles in words, names not ids.
+    await to_english(app, ADMIN)
+    calls = await app.press(ADMIN, "au:xlsx:0")
+    [document] = only(calls, SendDocument)
+    assert document.document.filename == "audit.xlsx"  # type: ignore[union-attr]
+    rows = workbook_rows(document.document.data)  # type: ignore[union-attr]
+    assert rows[0] == ["Time (Europe/Moscow)", "Who", "Action", "About", "Details"]
+    newest = rows[1]
+    assert isinstance(newest[0], datetime) and newest[0].second == 0 and newest[0].microsecond == 0
+    now_msk = datetime.now(MSK).replace(tzinfo=None)
+    assert abs(now_msk - newest[0]) < timedelta(minutes=2)  # Moscow time, not UTC
+    assert newest[1:4] == ["Админ", "Member's name corrected", "Мария Иванова-Смирнова"]
+    created = [r for r in rows if r[2] == "Invitation created"]
+    assert created and any("; parent;" in r[4] for r in created)
+    assert not any(r[2] and "." in r[2] and " " not in r[2] for r in rows[1:])  # no codes like invitation.create
+    # The CSV for programs stays as it was (UTC ISO, codes).
+    calls = await app.press(ADMIN, "au:csv:0")
+    assert b"member.rename" in only(calls, SendDocument)[0].document.data  # type: ignore[union-attr]
+
+
+async def test_the_calendar_file_has_an_end_a_unique_uid_alarms_and_a_name(app: Harness) -> None:
+    from aiogram.methods import SendDocument
+    from icalendar import Calendar
+
+    a, _b = await school(app)
+    await start_event(app, a, "Праздник осени")
+    await app.send(TEACHER, "25.12.2099 18:30")
+    await app.send(TEACHER, "Актовый зал")
+    await app.press(TEACHER, "cmp:remind:15")  # a day, an hour and 15 minutes before
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    await app.flush()
+    post = await the_post(app)
+    calls = await app.send(P1, "/events")
+    ics = only(calls, SendDocument)[0].document.data  # type: ignore[union-attr]
+    calendar = Calendar.from_ical(ics)
+    assert str(calendar["x-wr-calname"]) == "Школа № 1: events"
+    [event] = calendar.walk("VEVENT")
+    assert event.decoded("dtend") - event.decoded("dtstart") == timedelta(hours=1)
+    assert str(event["uid"]) == f"post-{post.id}.org-{post.org_id}@parta_test_bot"
+    triggers = sorted(alarm.decoded("trigger") for alarm in event.walk("VALARM"))
+    assert triggers == [timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-15)]
+    assert all(str(alarm["action"]) == "DISPLAY" for alarm in event.walk("VALARM"))
