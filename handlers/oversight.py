@@ -16,6 +16,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot.actor import Actor
 from handlers import exports
+from handlers.chart import stats_chart
 from handlers.texts import local_time, q, role_name
 from storage.models import DbInt, DeliveryStatus, Role, utcnow
 from storage.repo import Repo
@@ -74,6 +75,7 @@ async def gather(actor: Actor, repo: Repo) -> dict:  # type: ignore[type-arg]
         delivered = d.get(DeliveryStatus.SENT, 0) + d.get(DeliveryStatus.DIGESTED, 0)
         rows.append({
             "group": group.title,
+            "kind": group.kind,
             "members": members.get(group.id, {}),
             "posts": d.get("posts", 0),
             "copies": copies,
@@ -134,45 +136,6 @@ def stats_csv(data: dict) -> bytes:  # type: ignore[type-arg]
     return buffer.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet programs read Cyrillic
 
 
-def stats_chart(data: dict, title: str) -> bytes:  # type: ignore[type-arg]
-    """Two panels: members per group by role; delivery and acknowledgement rates per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # Names are people's text: "$...$" in a group's name is not mathematics.
-    with plt.rc_context({"text.parse_math": False}):
-        rows = data["rows"]
-        names = [r["group"] for r in rows]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
-        bottom = [0] * len(rows)
-        for role in Role:
-            values = [r["members"].get(role.value, 0) for r in rows]
-            if any(values):
-                left.bar(names, values, bottom=bottom, label=role_name(role))
-                bottom = [b + v for b, v in zip(bottom, values)]
-        left.set_title(_("Members"))
-        left.legend(fontsize=8)
-        x = range(len(rows))
-        delivery = [100 * r["delivered"] / r["copies"] if r["copies"] else 0 for r in rows]
-        acks = [100 * r["acks"] / r["ack_delivered"] if r["ack_delivered"] else 0 for r in rows]
-        right.bar([i - 0.2 for i in x], delivery, width=0.4, label=_("delivered, %"))
-        right.bar([i + 0.2 for i in x], acks, width=0.4, label=_("acknowledged, %"))
-        right.set_xticks(list(x), names)
-        right.set_ylim(0, 100)
-        right.set_title(_("Do messages reach families?"))
-        right.legend(fontsize=8)
-        for axis in (left, right):
-            axis.tick_params(axis="x", labelrotation=30, labelsize=8)
-        fig.suptitle(title)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-    return buffer.getvalue()
-
-
 async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor, repo: Repo) -> None:
     if not may_see_stats(actor):
         await query.answer(_("Only administrators and the head see statistics."), show_alert=True)
@@ -181,7 +144,7 @@ async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor,
     await query.answer()
     stamp = utcnow().strftime("%Y-%m-%d")
     if callback_data.action == "chart":
-        png = stats_chart(data, actor.org.name)  # type: ignore[union-attr]
+        png = stats_chart(data, actor.org.name, utcnow(), actor.org.timezone)  # type: ignore[union-attr]
         await query.message.answer_photo(BufferedInputFile(png, filename=f"stats-{stamp}.png"))  # type: ignore[union-attr]
     elif callback_data.action == "xlsx":
         book = exports.stats_workbook(data, actor.org, utcnow())  # type: ignore[arg-type]

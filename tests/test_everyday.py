@@ -259,3 +259,59 @@ async def test_the_calendar_file_has_an_end_a_unique_uid_alarms_and_a_name(app: 
     triggers = sorted(alarm.decoded("trigger") for alarm in event.walk("VALARM"))
     assert triggers == [timedelta(days=-1), timedelta(hours=-1), timedelta(minutes=-15)]
     assert all(str(alarm["action"]) == "DISPLAY" for alarm in event.walk("VALARM"))
+
+
+# -- the chart ---------------------------------------------------------------------------------
+
+
+def chart_rows(groups: int) -> list[dict]:
+    rows = [{"group": "Учительская", "kind": "staff", "members": {"admin": 1, "teacher": 12}, "posts": 0, "copies": 0,
+             "delivered": 0, "unreachable": 0, "ack_delivered": 0, "acks": 0, "absences": 0}]
+    for i in range(groups):
+        copies = 0 if i % 4 == 0 else 20
+        rows.append({"group": f"{i + 1}-я группа «Весёлые непоседы из длинного названия»", "kind": "class",
+                     "members": {"parent": 20 + i, "teacher": 1}, "posts": 1 if copies else 0, "copies": copies,
+                     "delivered": copies if i % 4 != 1 else 0, "unreachable": 0,
+                     "ack_delivered": copies, "acks": 0 if i % 4 == 2 else copies // 2, "absences": 0})
+    return rows
+
+
+def test_the_chart_is_legible_with_many_groups_and_tells_0_percent_from_no_posts() -> None:
+    import matplotlib.pyplot as plt
+
+    from bot.i18n import create_i18n, in_locale
+    from handlers.chart import figure, stats_chart
+
+    rows = chart_rows(24)
+    now = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    with create_i18n("ru").context(), in_locale("en"):
+        fig = figure({"rows": rows}, "Школа № 1", now, "Europe/Moscow")
+        try:
+            members, reach = fig.axes
+            texts_of = lambda axis: [t.get_text() for t in axis.texts]  # noqa: E731
+            # The period and the date are on the picture.
+            assert any("as of Tue, 1 December, 12:00" in t.get_text() for t in fig.texts)
+            # Whole numbers on the count axis, a label on every bar.
+            ticks = [t for t in members.get_xticks() if t >= 0]
+            assert all(float(t).is_integer() for t in ticks)
+            assert [t for t in texts_of(members)] == [str(13)] + [str(21 + i) for i in range(24)]
+            # The staff room is among members only, not an empty slot among families.
+            labels = [t.get_text() for t in reach.get_yticklabels()]
+            assert len(labels) == 24 and not any("Учительская" in label for label in labels)
+            # Long names are wrapped, not cut off or overlapping.
+            assert all("\n" in label for label in labels)
+            # 0 % is a labelled bar; a group without posts says so.
+            shown = texts_of(reach)
+            assert shown.count("no posts yet") == 6 and shown.count("0 %") == 6 + 6
+            assert fig.get_size_inches()[1] >= 10  # taller with more groups
+            # No legend inside a panel, over bars.
+            for axis in fig.axes:
+                legend = axis.get_legend()
+                assert legend is not None
+                fig.canvas.draw()
+                box = legend.get_window_extent()
+                assert box.y1 <= axis.get_window_extent().y0 + 1
+        finally:
+            plt.close(fig)
+        png = stats_chart({"rows": rows}, "Школа № 1", now, "Europe/Moscow")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
