@@ -21,7 +21,7 @@ from bot.actor import Actor
 from bot.dates import day_label, period
 from bot.i18n import in_locale
 from bot.outbox import enqueue
-from bot.posts import DigestCb, audience_text, body, copy_method, keyboard
+from bot.posts import DigestCb, audience_text, body, copy_methods, keyboard
 from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.filters import TEXT_INPUT
@@ -334,5 +334,6 @@ async def open_from_digest(query: CallbackQuery, callback_data: DigestCb, actor:
     chosen = await repo.votes_of(post.id, actor.person.id) if post.kind == PostKind.POLL else set()
     acked = post.ask_ack and await repo.acknowledged(post.id, actor.person.id)
     await query.answer()
-    await query.bot(copy_method(post, actor.person.telegram_id, text, keyboard(post, chosen, acked)))  # type: ignore[union-attr]
+    for method in copy_methods(post, actor.person.telegram_id, text, keyboard(post, chosen, acked)):
+        await query.bot(method)  # type: ignore[union-attr]
 

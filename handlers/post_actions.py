@@ -23,11 +23,12 @@ from bot.posts import (
     body,
     broadcast,
     card,
+    copy_methods,
     follow_edit,
     keyboard,
     kind_label,
     local,
-    overlong,
+    part_counts,
     plain_text,
     refresh_card,
     withdraw_copies,
@@ -265,12 +266,16 @@ async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo
     label = await audience_text(repo, post, org)
     edited = Post(**{c: getattr(post, c) for c in ("kind", "media_kind", "urgent", "state", "event_at", "place",
                                                    "poll_multiple", "poll_anonymous", "poll_closed_at",
-                                                   "poll_closes_at")}, text=text)
-    if over := overlong(edited, org, actor.person.display_name, label):
-        await message.answer(
-            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(
-                n=over[0], limit=over[1])
-        )
+                                                   "poll_closes_at", "album")}, text=text)
+    # A copy keeps its number of messages: an edit cannot add one between those already sent.
+    before = part_counts(post, org, actor.person.display_name, label)
+    after = part_counts(edited, org, actor.person.display_name, label)
+    if after != before:
+        await message.answer(_(
+            "The post went out as {old} messages; the new text needs {new}. An edit cannot add or remove "
+            "messages in people's chats: please send a text of about the same length, or withdraw the post "
+            "and send a new one."
+        ).format(old=max(before), new=max(after)))
         return
     await state.clear()
     post.text = text
@@ -407,12 +412,8 @@ async def schedule_command(message: Message, actor: Actor, repo: Repo) -> None:
             continue
         author = authors.get(post.author_id or 0)
         text = body(post, actor.org, author.display_name if author else "—", title)
-        if post.media_kind == "photo":
-            await message.answer_photo(post.media_file_id, caption=text)  # type: ignore[arg-type]
-        elif post.media_kind == "document":
-            await message.answer_document(post.media_file_id, caption=text)  # type: ignore[arg-type]
-        else:
-            await message.answer(text)
+        for method in copy_methods(post, message.chat.id, text, None):  # a long one in several messages
+            await message.bot(method)  # type: ignore[misc]
     items = list(await repo.weekly_items(groups))
     lines = []
     for group_id, title in groups.items():

@@ -26,14 +26,11 @@ from bot.actor import Actor
 from bot.posts import (
     audience_text,
     body,
-    copy_method,
+    copy_methods,
     keyboard,
     kind_label,
     local,
-    overlong,
     publish,
-    text_limit,
-    visible_length,
 )
 from bot.settings import Settings
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
@@ -259,13 +256,7 @@ async def got_content(message: Message, state: FSMContext, actor: Actor) -> None
     if data["kind"] == PostKind.POLL and (media_kind or not text):
         await message.answer(_("A poll's question is text. Please send it as a text message."))
         return
-    limit = text_limit(media_kind)
-    if visible_length(text) > limit:
-        await message.answer(
-            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(
-                n=visible_length(text), limit=limit)
-        )
-        return
+    # A long text is not refused: its copies are split into several messages (bot/posts.copy_methods).
     await state.update_data(text=text, media_kind=media_kind, media_file_id=file_id)
     if data["kind"] == PostKind.EVENT:
         await state.set_state(PostForm.event_at)
@@ -545,22 +536,20 @@ async def preview(query: CallbackQuery, state: FSMContext, actor: Actor, repo: R
     post = draft_post(data, actor)
     people = await repo.post_recipients(post, data["groups"])
     label = await audience_text(repo, post, actor.org)  # type: ignore[arg-type]
-    if over := overlong(post, actor.org, actor.person.display_name, label):  # type: ignore[arg-type]
-        # Not a preview that Telegram would refuse to deliver: back to the text.
-        await state.set_state(PostForm.content)
-        await query.answer()
-        await query.message.edit_text(_(  # type: ignore[union-attr]
-            "With its heading, audience and signature this post comes to {n} characters; Telegram takes "
-            "at most {limit}. Please send a shorter text (the next steps follow again), or /cancel."
-        ).format(n=over[0], limit=over[1]))
-        return
     text = body(post, actor.org, actor.person.display_name, label)  # type: ignore[arg-type]
     await state.set_state(PostForm.confirm)
     await state.update_data(recipients=len(people))
     await query.answer()
     await query.message.edit_text(_("👁 <b>Preview</b> — this is how recipients will see it:"))  # type: ignore[union-attr]
-    # The same rendering the recipients get; its buttons only say it is a preview.
-    await query.bot(copy_method(post, query.from_user.id, text, keyboard(post)))  # type: ignore[union-attr]
+    # The same rendering the recipients get (every message of a long one); its buttons only say it is a preview.
+    methods = copy_methods(post, query.from_user.id, text, keyboard(post))
+    for method in methods:
+        await query.bot(method)  # type: ignore[union-attr]
+    if len(methods) > 1:
+        await query.message.answer(ngettext(  # type: ignore[union-attr]
+            "It is long, so it goes out as {n} consecutive message; the buttons are on the last.",
+            "It is long, so it goes out as {n} consecutive messages; the buttons are on the last.",
+            len(methods)).format(n=len(methods)))
     note = "" if people else "\n" + _("Nobody is in this audience yet: the post will reach people who join later only through /schedule and /events.")
     await query.message.answer(_("Send it?") + note, reply_markup=_confirm_markup(len(people)))  # type: ignore[union-attr]
 

@@ -91,6 +91,15 @@ class MockedSession(BaseSession):
                 "from": BOT_USER.model_dump(),
                 "text": getattr(method, "text", None),
             }
+        if method.__api_method__ == "sendMediaGroup":
+            chat_id = int(method.chat_id)  # type: ignore[attr-defined]
+            return [
+                {"message_id": next(self._ids[chat_id]), "date": int(datetime.now(timezone.utc).timestamp()),
+                 "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER.model_dump(),
+                 "media_group_id": "album", "photo": [{"file_id": str(item.media), "file_unique_id": "u",
+                                                        "width": 1, "height": 1}]}
+                for item in method.media  # type: ignore[attr-defined]
+            ]
         make = self.defaults.get(method.__api_method__)
         if make is not None:
             return make(self, method)
