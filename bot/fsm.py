@@ -101,7 +101,7 @@ class DatabaseStorage(BaseStorage):
                 known[key] = None
                 commit = after_commit.get()
                 if commit is not None:  # absent once this commits (a rollback keeps the row)
-                    commit.hooks.append(lambda: self._after_delete(key))
+                    commit.hooks.append(lambda: self._after_delete(key, known))
             return
         self._absent.discard(key)
         if row is None:
@@ -110,8 +110,11 @@ class DatabaseStorage(BaseStorage):
         else:
             row.state, row.data, row.updated_at = state, data, utcnow()
 
-    async def _after_delete(self, key: str) -> None:
-        self._remember_absent(key)
+    async def _after_delete(self, key: str, known: dict[str, FsmState | None]) -> None:
+        # Not if the same update wrote the key again (a /post in the middle of a dialog
+        # clears it and begins a new one): that row committed too.
+        if known.get(key) is None:
+            self._remember_absent(key)
 
     async def set_state(self, key: StorageKey, state: str | State | None = None) -> None:
         await self._save(key, state=state.state if isinstance(state, State) else state)

@@ -17,6 +17,7 @@ from html import unescape
 from typing import Any
 
 from aiogram import html
+from aiogram.client.default import Default
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import (
     DeleteMessage,
@@ -188,7 +189,14 @@ def album_items(post: Post) -> list[Any]:
     if not post.album:
         return []
     kinds = {"photo": InputMediaPhoto, "video": InputMediaVideo, "document": InputMediaDocument}
-    return [kinds[item["kind"]](media=item["file_id"]) for item in json.loads(post.album) if item.get("kind") in kinds]
+    items = []
+    for item in json.loads(post.album):
+        if item.get("kind") in kinds:
+            kind = kinds[item["kind"]]
+            # No caption, so none of the bot's caption defaults (they would not survive the outbox's JSON).
+            unset = {name: None for name, value in kind(media="x") if isinstance(value, Default)}
+            items.append(kind(media=item["file_id"], **unset))
+    return items
 
 
 def edit_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> TelegramMethod[Any]:

@@ -7,6 +7,7 @@ re-checks every right (the audience may have been forged or changed meanwhile).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -81,6 +82,8 @@ def create_router() -> Router:
     router.callback_query.register(choose_kind, StateFilter(PostForm.kind), ComposeCb.filter(F.action == "kind"))
     router.callback_query.register(toggle_audience, StateFilter(PostForm.audience), ComposeCb.filter(F.action.in_({"group", "wide", "parents", "students"})))
     router.callback_query.register(audience_done, StateFilter(PostForm.audience), ComposeCb.filter(F.action == "next"))
+    # Items 2..n of an album arrive as updates of their own, whatever step the dialog is at by then.
+    router.message.register(album_item, StateFilter(PostForm), F.media_group_id)
     router.message.register(got_content, StateFilter(PostForm.content), NOT_A_COMMAND)
     router.message.register(got_event_at, StateFilter(PostForm.event_at), TEXT_INPUT)
     router.callback_query.register(picked_event_at, StateFilter(PostForm.event_at), WhenCb.filter())
@@ -247,13 +250,46 @@ def _content_of(message: Message) -> tuple[str, str | None, str | None]:
     return "", None, None
 
 
+ALBUM_MAX = 10  # Telegram's own limit for a media group
+
+
+async def album_item(message: Message, state: FSMContext, actor: Actor) -> None:
+    """The first item of an album is the content; the others join it silently."""
+    data = await state.get_data()
+    if data.get("refused_group") == message.media_group_id:
+        return  # its first item was answered already
+    if data.get("album_group") == message.media_group_id:
+        text, media_kind, file_id = _content_of(message)
+        album = data.get("album") or []
+        if media_kind and file_id and len(album) < ALBUM_MAX:
+            album.append({"kind": media_kind, "file_id": file_id})
+        update: dict[str, Any] = {"album": album}
+        if text and not data.get("text"):  # the caption may be on any item
+            update["text"] = text
+        await state.update_data(update)
+        return
+    if await state.get_state() == PostForm.content.state:
+        await got_content(message, state, actor)
+        return
+    await message.answer(_("This album is not part of the post being written. Please use the buttons above, "
+                           "or /cancel and start again."))
+
+
 async def got_content(message: Message, state: FSMContext, actor: Actor) -> None:
     data = await state.get_data()
     text, media_kind, file_id = _content_of(message)
-    if blank(message.text) and not file_id:  # also spaces or invisible characters only
+    if message.media_group_id and file_id and data["kind"] != PostKind.POLL:
+        # An album: one post with every item, sent to each family as an album.
+        await state.update_data(album_group=message.media_group_id, album=[{"kind": media_kind, "file_id": file_id}])
+        media_kind, file_id = None, None
+        if blank(text):
+            text = ""
+    if blank(message.text) and not file_id and not message.media_group_id:  # also spaces or invisible characters only
         await message.answer(_("Please send text, or a photo, document or video. /cancel stops."))
         return
     if data["kind"] == PostKind.POLL and (media_kind or not text):
+        if message.media_group_id:
+            await state.update_data(refused_group=message.media_group_id)
         await message.answer(_("A poll's question is text. Please send it as a text message."))
         return
     # A long text is not refused: its copies are split into several messages (bot/posts.copy_methods).
@@ -525,6 +561,7 @@ def draft_post(data: dict[str, Any], actor: Actor) -> Post:
         ack_due_at=_deadline(data, "ack_due", timedelta(days=data.get("ack_days") or 0), now)
         if data.get("ask_ack") else None,
         reminder_minutes=",".join(str(m) for m in data.get("reminders", [])) or None,
+        album=json.dumps(data["album"]) if data.get("album") else None,
     )
     post.options = [PollOption(id=i, position=i, text=t) for i, t in enumerate(data.get("options", []))]
     post.groups = [PostGroup(org_id=actor.org.id, group_id=g) for g in data["groups"]]  # type: ignore[union-attr]

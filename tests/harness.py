@@ -241,6 +241,29 @@ class Harness:
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
 
+    async def send_album(
+        self, who: Person, items: list[tuple[str, str]], caption: str | None = None, group: str = "album-1"
+    ) -> list[TelegramMethod[Any]]:
+        """The person sends a media group: one update per item (kind, file id), the
+        caption on the first, as Telegram delivers it; returns the calls of all of them."""
+        from aiogram.types import Document, PhotoSize, Video
+
+        calls: list[TelegramMethod[Any]] = []
+        for n, (kind, file_id) in enumerate(items):
+            media: dict[str, Any] = {}
+            if kind == "photo":
+                media["photo"] = [PhotoSize(file_id=file_id, file_unique_id=file_id, width=10, height=10)]
+            elif kind == "video":
+                media["video"] = Video(file_id=file_id, file_unique_id=file_id, width=10, height=10, duration=1)
+            else:
+                media["document"] = Document(file_id=file_id, file_unique_id=file_id)
+            message = Message(
+                message_id=next(self._message_ids), date=datetime.now(timezone.utc), chat=who.chat,
+                from_user=who.user, media_group_id=group, caption=caption if n == 0 else None, **media,
+            )
+            calls += await self._feed(Update(update_id=next(self._update_ids), message=message))
+        return calls
+
     async def press(self, who: Person, data: str, message_id: int = 1, text: str = "…") -> list[TelegramMethod[Any]]:
         """The person presses an inline button carrying `data` (real or forged)."""
         query = CallbackQuery(

@@ -315,3 +315,74 @@ def test_the_chart_is_legible_with_many_groups_and_tells_0_percent_from_no_posts
             plt.close(fig)
         png = stats_chart({"rows": rows}, "Школа № 1", now, "Europe/Moscow")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- albums ------------------------------------------------------------------------------------
+
+
+async def test_an_album_becomes_one_post_delivered_as_an_album_with_the_button_after_it(app: Harness) -> None:
+    from aiogram.methods import DeleteMessage, DeleteMessages, SendMediaGroup
+
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    calls = await app.send_album(TEACHER, [("photo", "ph1"), ("photo", "ph2"), ("video", "vi3")],
+                                 caption="Экскурсия в музей")
+    said = texts(calls)
+    # One answer for the album (the options), nothing for items 2 and 3.
+    assert len(only(calls, SendMessage)) == 1 and "Options" in said[0], said
+    assert not any("buttons above" in t for t in said)
+    await app.press(TEACHER, "cmp:ack:")
+    calls = await app.press(TEACHER, "cmp:preview:")
+    [album] = only(calls, SendMediaGroup)
+    assert [m.media for m in album.media] == ["ph1", "ph2", "vi3"] and album.chat_id == TEACHER.id
+    await app.press(TEACHER, "cmp:send:")
+    sent = await app.flush()
+    for parent in (P1, P2):
+        mine = [c for c in sent if getattr(c, "chat_id", None) == parent.id and isinstance(c, (SendMediaGroup, SendMessage))]
+        assert [type(c) for c in mine] == [SendMediaGroup, SendMessage]
+        assert [type(m).__name__ for m in mine[0].media] == ["InputMediaPhoto", "InputMediaPhoto", "InputMediaVideo"]
+        assert "Экскурсия в музей" in mine[1].text and "p:ack" in str(mine[1].reply_markup)
+    post = await the_post(app)
+    card = [c for c in only(sent, EditMessageText) if c.chat_id == TEACHER.id][-1].text
+    assert "Recipients: 3" in card and "delivered: 3" in card  # people, not messages
+    # Withdrawn: the album's messages and the text go.
+    await app.press(TEACHER, f"pc:withdraw_yes:{post.id}")
+    sent = await app.flush()
+    albums = [c for c in only(sent, DeleteMessages) if c.chat_id == P1.id]
+    assert len(albums) == 1 and len(albums[0].message_ids) == 3
+    assert albums[0].message_ids == list(range(albums[0].message_ids[0], albums[0].message_ids[0] + 3))
+    assert [c for c in only(sent, DeleteMessage) if c.chat_id == P1.id]
+
+
+async def test_an_album_for_an_event_and_a_second_album_later(app: Harness) -> None:
+    a, _b = await school(app)
+    await start_event(app, a, "x")  # a text first...
+    await app.press(TEACHER, "cmp:cancel:")
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:event")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    calls = await app.send_album(TEACHER, [("document", "d1"), ("document", "d2")], caption=None)
+    assert len(only(calls, SendMessage)) == 1 and "When is it?" in texts(calls)[0]
+    calls = await app.send_album(TEACHER, [("photo", "x1"), ("photo", "x2")], group="album-2")
+    assert len(only(calls, SendMessage)) == 2 and all("not part of the post" in t for t in texts(calls))
+    # A poll's question cannot be an album: one answer, not one per item.
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:poll")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    calls = await app.send_album(TEACHER, [("photo", "y1"), ("photo", "y2"), ("photo", "y3")], group="album-3")
+    assert len(only(calls, SendMessage)) == 1 and "question is text" in texts(calls)[0]
+
+
+async def test_a_new_post_begun_in_the_middle_of_another_keeps_its_dialog(app: Harness) -> None:
+    """/post during a dialog clears it and begins anew in one update; the next
+    press must find the new dialog (the state store once forgot it after the commit)."""
+    a, _b = await school(app)
+    await start_event(app, a)
+    await app.send(TEACHER, "/post")
+    calls = await app.press(TEACHER, "cmp:kind:announcement")
+    assert "To whom?" in texts(calls)[-1]
