@@ -20,7 +20,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from bot.dates import when
+from bot.dates import day_label, when
 from handlers.texts import role_name
 from storage.models import Organisation, Role
 from storage.repo import Repo
@@ -171,7 +171,7 @@ def stats_workbook(data: dict, org: Organisation, now: datetime) -> bytes:  # ty
     ]
     for n, joined in enumerate(data["weeks"]):
         start = today - timedelta(days=7 * (len(data["weeks"]) - n))
-        summary.append([_("Joined in the week from {day}").format(day=start.strftime("%d.%m.%Y")), joined])
+        summary.append([_("Joined in the week from {day}").format(day=day_label(start, today=today)), joined])
     return workbook([
         (_("Groups"), headers, rows, formats),
         (_("Summary"), [_("Figure"), _("Value")], summary, {}),

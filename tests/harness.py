@@ -229,7 +229,7 @@ class Harness:
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
 
-    async def send_photo(self, who: Person) -> list[TelegramMethod[Any]]:
+    async def send_photo(self, who: Person, caption: str | None = None) -> list[TelegramMethod[Any]]:
         from aiogram.types import PhotoSize
 
         message = Message(
@@ -238,6 +238,7 @@ class Harness:
             chat=who.chat,
             from_user=who.user,
             photo=[PhotoSize(file_id="p", file_unique_id="p", width=10, height=10)],
+            caption=caption,
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
 

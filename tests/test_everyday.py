@@ -386,3 +386,72 @@ async def test_a_new_post_begun_in_the_middle_of_another_keeps_its_dialog(app: H
     await app.send(TEACHER, "/post")
     calls = await app.press(TEACHER, "cmp:kind:announcement")
     assert "To whom?" in texts(calls)[-1]
+
+
+# -- long texts --------------------------------------------------------------------------------
+
+
+async def long_post(app: Harness, group: int, text: str, *, photo: bool = False) -> Post:
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{group}")
+    await app.press(TEACHER, "cmp:next:")
+    if photo:
+        await app.send_photo(TEACHER, caption=text)
+    else:
+        await app.send(TEACHER, text)
+    await app.press(TEACHER, "cmp:ack:")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    return await the_post(app)
+
+
+def paragraphs(n: int, word: str = "слово") -> str:
+    return "\n\n".join(f"{i + 1}. " + (word + " ") * 60 for i in range(n)).replace(" \n", "\n").strip()
+
+
+async def test_a_caption_over_1024_continues_in_a_message_with_the_buttons(app: Harness) -> None:
+    from aiogram.methods import SendPhoto
+
+    from bot.posts import visible_length
+
+    a, _b = await school(app)
+    await long_post(app, a, paragraphs(3), photo=True)  # about 1,100 characters with the heading
+    sent = await app.flush()
+    mine = [c for c in sent if getattr(c, "chat_id", None) == P1.id and isinstance(c, (SendPhoto, SendMessage))]
+    assert [type(c) for c in mine] == [SendPhoto, SendMessage]
+    assert visible_length(mine[0].caption) <= 1024 and mine[0].reply_markup is None
+    assert "p:ack" in str(mine[1].reply_markup) and mine[1].text.endswith("Анна Смирнова")
+
+
+async def test_an_edit_of_a_split_post_changes_every_part_or_says_why_not(app: Harness) -> None:
+    from aiogram.methods import DeleteMessage
+
+    a, _b = await school(app)
+    text = paragraphs(11) + "\n\n" + "конец " * 10  # 4,090 characters: with the heading, two messages
+    from bot.posts import visible_length
+
+    assert visible_length(text) <= 4096
+    post = await long_post(app, a, text)
+    sent = await app.flush()
+    first, last = [c for c in only(sent, SendMessage) if c.chat_id == P1.id]
+    assert first.reply_markup is None and "p:ack" in str(last.reply_markup)
+    # A text of the same length: both messages of every copy are edited, the buttons stay on the last.
+    await app.press(TEACHER, f"pc:edit:{post.id}")
+    calls = await app.send(TEACHER, text.replace("слово", "слава"))
+    assert "Saved" in texts(calls)[-1]
+    sent = await app.flush()
+    edits = [c for c in only(sent, EditMessageText) if c.chat_id == P1.id]
+    assert len(edits) == 2 and "слава" in edits[0].text and "слово" not in edits[0].text + edits[1].text
+    assert edits[0].reply_markup is None and "p:ack" in str(edits[1].reply_markup)
+    assert {e.message_id for e in edits} == {app.session.message_ids[id(first)], app.session.message_ids[id(last)]}
+    # A text that needs one message less or more: refused, with the reason, and nothing changes.
+    await app.press(TEACHER, f"pc:edit:{post.id}")
+    calls = await app.send(TEACHER, "Коротко")
+    assert "went out as 2 messages" in texts(calls)[-1]
+    assert not [c for c in await app.flush() if isinstance(c, EditMessageText) and c.chat_id == P1.id]
+    # Withdrawn: both messages go.
+    await app.send(TEACHER, "/cancel")
+    await app.press(TEACHER, f"pc:withdraw_yes:{post.id}")
+    sent = await app.flush()
+    assert len([c for c in only(sent, DeleteMessage) if c.chat_id == P1.id]) == 2
