@@ -4,13 +4,15 @@ closes a poll, edits or withdraws. Also /schedule and /events."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -38,7 +40,9 @@ from bot.timeline import plan_post, plan_scheduled_post
 from handlers import exports, weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
 from handlers.keyboards import confirm_keyboard
-from handlers.texts import blank, future_time, in_messages, other_org_alert, q, shorten
+from handlers import when
+from handlers.texts import blank, in_messages, other_org_alert, q, shorten
+from handlers.when import WhenCb
 from storage.models import DbInt, DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -63,6 +67,7 @@ def create_router() -> Router:
     router.message.register(scheduled_command, Command("scheduled"))
     router.callback_query.register(on_scheduled, ScheduledCb.filter())
     router.message.register(got_scheduled_time, StateFilter(EditForm.scheduled_at), TEXT_INPUT)
+    router.callback_query.register(picked_time, StateFilter(EditForm.event_at, EditForm.scheduled_at), WhenCb.filter())
     router.message.register(schedule_command, Command("schedule"))
     router.message.register(events_command, Command("events"))
     return router
@@ -206,7 +211,8 @@ async def on_card(
             return
         await _ask_about(query, state, EditForm.event_at, post.id,
                          _("Send the new date and time ({examples}). The reminders move with it.").format(
-                             examples=dates.examples()))
+                             examples=dates.examples()),
+                         when.days_markup(org.timezone, utcnow()))
         return
     elif action == "edit":
         await _ask_about(query, state, EditForm.text, post.id,
@@ -242,12 +248,13 @@ async def on_card(
                 raise
 
 
-async def _ask_about(query: CallbackQuery, state: FSMContext, step: State, post_id: int, prompt: str) -> None:
+async def _ask_about(query: CallbackQuery, state: FSMContext, step: State, post_id: int, prompt: str,
+                     markup: InlineKeyboardMarkup | None = None) -> None:
     """The author's next message answers `step` about this post."""
     await state.set_state(step)
-    await state.update_data(post_id=post_id)
+    await state.update_data({"post_id": post_id, when.PICK_DAY: None})
     await query.answer()
-    await query.message.answer(prompt)  # type: ignore[union-attr]
+    await query.message.answer(prompt, reply_markup=markup)  # type: ignore[union-attr]
 
 
 async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
@@ -293,10 +300,46 @@ async def got_event_time(message: Message, state: FSMContext, actor: Actor, repo
         await state.clear()
         await message.answer(_("This post can no longer be edited."))
         return
-    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)
     if moment is None:
         await message.answer(hint or "")
         return
+    await _move_event(message, state, actor, repo, settings, post, moment)
+
+
+async def picked_time(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor, repo: Repo,
+                      settings: Settings) -> None:
+    """A day and a time pressed for «Change the time» of an event or a scheduled post."""
+    if actor.org is None:
+        await query.answer(_("This post can no longer be edited."), show_alert=True)
+        return
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow())
+    if moment is None:
+        return
+    await query.answer()
+    post = await repo.post((await state.get_data()).get("post_id", 0))
+    message = query.message
+    assert isinstance(message, Message)
+    if await state.get_state() == EditForm.scheduled_at.state:
+        if post is None or post.state != PostState.SCHEDULED or post.org_id != actor.org.id or not (
+            post.author_id == actor.person.id or actor.is_admin
+        ):
+            await state.clear()
+            await message.answer(_("This post is no longer scheduled."))
+            return
+        await _reschedule(message, state, actor, repo, post, moment)
+        return
+    if post is None or post.author_id != actor.person.id or post.state == PostState.WITHDRAWN \
+            or post.org_id != actor.org.id:
+        await state.clear()
+        await message.answer(_("This post can no longer be edited."))
+        return
+    await _move_event(message, state, actor, repo, settings, post, moment)
+
+
+async def _move_event(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings, post: Post,
+                      moment: datetime) -> None:
+    assert actor.org is not None
     await state.clear()
     post.event_at = moment
     post.edited_at = utcnow()
@@ -365,9 +408,10 @@ async def on_scheduled(query: CallbackQuery, callback_data: ScheduledCb, state: 
         await query.message.edit_text(_("✖️ Cancelled: it will not be sent."))  # type: ignore[union-attr]
         return
     await state.set_state(EditForm.scheduled_at)
-    await state.update_data(post_id=post.id)
+    await state.update_data({"post_id": post.id, when.PICK_DAY: None})
     await query.answer()
-    await query.message.answer(_("Send the new date and time ({examples}).").format(examples=dates.examples()))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the new date and time ({examples}).").format(examples=dates.examples()),  # type: ignore[union-attr]
+                               reply_markup=when.days_markup(actor.org.timezone, utcnow()))  # type: ignore[union-attr]
 
 
 async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -378,10 +422,15 @@ async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, 
         await state.clear()
         await message.answer(_("This post is no longer scheduled."))
         return
-    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)
     if moment is None:
         await message.answer(hint or "")
         return
+    await _reschedule(message, state, actor, repo, post, moment)
+
+
+async def _reschedule(message: Message, state: FSMContext, actor: Actor, repo: Repo, post: Post,
+                      moment: datetime) -> None:
     await state.clear()
     await repo.cancel_due(post.id, [DueKind.SCHEDULED_POST.value])
     post.scheduled_at = moment

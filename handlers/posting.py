@@ -105,7 +105,8 @@ def create_router() -> Router:
     router.callback_query.register(deadline_picked, StateFilter(PostForm.deadline), WhenCb.filter())
     router.callback_query.register(cancel, StateFilter(PostForm), ComposeCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, ComposeCb.filter())
-    router.callback_query.register(stale, WhenCb.filter())
+    # (the edit dialogs of handlers/post_actions.py take their own day and time presses)
+    router.callback_query.register(stale, StateFilter(None, PostForm), WhenCb.filter())
     return router
 
 

@@ -455,3 +455,40 @@ async def test_an_edit_of_a_split_post_changes_every_part_or_says_why_not(app: H
     await app.press(TEACHER, f"pc:withdraw_yes:{post.id}")
     sent = await app.flush()
     assert len([c for c in only(sent, DeleteMessage) if c.chat_id == P1.id]) == 2
+
+
+async def test_changing_an_events_time_with_the_quick_choices(app: Harness) -> None:
+    a, _b = await school(app)
+    await start_event(app, a)
+    await app.send(TEACHER, "25.12.2099 18:30")
+    await app.press(TEACHER, "cmp:no_place:")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    await app.flush()
+    post = await the_post(app)
+    calls = await app.press(TEACHER, f"pc:time:{post.id}")
+    assert "wh:day:" in str(only(calls, SendMessage)[-1].reply_markup)
+    day = (local_today() + timedelta(days=2)).date()
+    await app.press(TEACHER, f"wh:day:{day:%Y%m%d}")
+    calls = await app.press(TEACHER, "wh:time:1000")
+    assert "Moved to" in texts(calls)[-1]
+    post = await the_post(app)
+    assert post.event_at.replace(tzinfo=timezone.utc) == datetime(day.year, day.month, day.day, 10, 0,
+                                                                 tzinfo=MSK).astimezone(timezone.utc)
+    # A scheduled post: a new time typed in words.
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Позже")
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:later:")
+    await app.send(TEACHER, "25.12.2099 8:00")
+    later = await the_post(app)
+    await app.press(TEACHER, f"sch:time:{later.id}")
+    calls = await app.send(TEACHER, "завтра 7:45")
+    assert "Scheduled for" in texts(calls)[-1]
+    tomorrow = (local_today() + timedelta(days=1)).date()
+    later = await the_post(app)
+    assert later.scheduled_at.replace(tzinfo=timezone.utc) == datetime(
+        tomorrow.year, tomorrow.month, tomorrow.day, 7, 45, tzinfo=MSK).astimezone(timezone.utc)
