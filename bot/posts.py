@@ -60,8 +60,6 @@ log = logging.getLogger(__name__)
 
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
-# Room kept for the header line and the event's date and place.
-HEADER_ROOM = 300
 
 
 class PostCb(CallbackData, prefix="p"):
@@ -206,12 +204,6 @@ def edit_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarku
     return EditMessageText(chat_id=chat_id, message_id=0, text=text, reply_markup=markup)
 
 
-def text_limit(media_kind: str | None) -> int:
-    """How long an author's text may be, leaving room for the header and the
-    event lines: the first check, at the content step (`overlong` is the exact one)."""
-    return (CAPTION_LIMIT if media_kind else TEXT_LIMIT) - HEADER_ROOM
-
-
 _TAG = re.compile(r"<[^>]*>")
 
 
@@ -219,18 +211,6 @@ def visible_length(text: str) -> int:
     """What Telegram counts against its limits: the text once its HTML is
     parsed (so "&lt;" is one character), in UTF-16 code units."""
     return len(unescape(_TAG.sub("", text)).encode("utf-16-le")) // 2
-
-
-def overlong(post: Post, org: Organisation, author_name: str, audience: str) -> tuple[int, int] | None:
-    """(length, limit) when a copy would be longer than Telegram takes, in any of
-    the languages: the heading, the audience, an event's place and the signature
-    all count, not only the author's text."""
-    limit = CAPTION_LIMIT if post.media_kind else TEXT_LIMIT
-    longest = 0
-    for locale in sorted(I18n.get_current().available_locales):
-        with in_locale(locale):
-            longest = max(longest, visible_length(body(post, org, author_name, audience)))
-    return (longest, limit) if longest > limit else None
 
 
 async def broadcast(
