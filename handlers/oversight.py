@@ -160,12 +160,13 @@ async def _audit_view(actor: Actor, repo: Repo, offset: int):  # type: ignore[no
     entries, total = await repo.audit_page(actor.org.id, offset, PAGE)  # type: ignore[union-attr]
     lines = [_("<b>Audit log</b> ({first}–{last} of {total})").format(
         first=min(offset + 1, total), last=min(offset + PAGE, total), total=total)]
+    names = await exports.subject_names(repo, actor.org.id, [e.subject for e, _who in entries])  # type: ignore[union-attr]
     for entry, who in entries:
         line = f"{local_time(entry.created_at, actor.org)} · {q(who)} · {q(exports.action_name(entry.action))}"
         if entry.subject:
-            line += f" · {q(entry.subject)}"
+            line += f" · {q(names.get(entry.subject, entry.subject))}"
         if entry.detail:
-            line += f" — {q(entry.detail[:80])}"
+            line += f" — {q(exports.detail_text(entry.detail)[:80])}"
         lines.append(line)
     kb = InlineKeyboardBuilder()
     if offset > 0:

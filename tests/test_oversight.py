@@ -388,7 +388,7 @@ async def test_audit_lists_admin_actions_newest_first_with_pages_and_csv(app: Ha
     shown = [line.split(" · ")[2] for line in lines[1:]]
     assert shown[:4] == ["Invitation created", "Child moved to another group", "Member removed",
                          "Member's name corrected"]  # actions in words, not codes
-    assert "· Админ · Member's name corrected · person:" in lines[4] and "— Мария Иванова → Мария Иванова-Смирнова" in lines[4]
+    assert "· Админ · Member's name corrected · Мария Иванова-Смирнова — Мария Иванова → Мария Иванова-Смирнова" in lines[4]
     assert buttons(page) == ["au:page:10", "au:xlsx:0", "au:csv:0"]
     calls = await app.press_on(ADMIN, page, "au:page:10")
     [page2] = only(calls, EditMessageText)
