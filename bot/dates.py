@@ -248,7 +248,8 @@ def explain(reading: Reading, zone_name: str) -> str:
             day=reading.day.strftime("%d.%m") if reading.day else "25.12")
     if reading.problem == WEEKDAY and reading.day is not None:
         return _("{day} is a {weekday}. Please check the date and send it again.").format(
-            day=day_label(reading.day, long=True), weekday=format_date(reading.day, "EEEE", locale=_locale()))
+            day=format_date(reading.day, "d MMMM y", locale=_locale()),
+            weekday=format_date(reading.day, "EEEE", locale=_locale()))
     return _("I cannot read this date. Send the day and the time, {examples}.").format(examples=examples())
 
 

@@ -48,3 +48,13 @@ PRIVATE = ChatType("private")
 GROUP_CHATS = ChatType("group", "supergroup")
 TEXT_INPUT = TextInput()
 NOT_A_COMMAND = NotACommand()
+
+
+class InAlbum(Filter):
+    """An item of a media group (an album: each item arrives as its own message)."""
+
+    async def __call__(self, message: Message) -> bool:
+        return message.media_group_id is not None
+
+
+IN_ALBUM = InAlbum()

@@ -35,7 +35,7 @@ from bot.posts import (
 )
 from bot.settings import Settings
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
-from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
+from handlers.filters import IN_ALBUM, NOT_A_COMMAND, TEXT_INPUT
 from handlers import when
 from handlers.texts import blank, is_number, plain
 from handlers.when import WhenCb
@@ -83,7 +83,7 @@ def create_router() -> Router:
     router.callback_query.register(toggle_audience, StateFilter(PostForm.audience), ComposeCb.filter(F.action.in_({"group", "wide", "parents", "students"})))
     router.callback_query.register(audience_done, StateFilter(PostForm.audience), ComposeCb.filter(F.action == "next"))
     # Items 2..n of an album arrive as updates of their own, whatever step the dialog is at by then.
-    router.message.register(album_item, StateFilter(PostForm), F.media_group_id)
+    router.message.register(album_item, StateFilter(PostForm), IN_ALBUM)
     router.message.register(got_content, StateFilter(PostForm.content), NOT_A_COMMAND)
     router.message.register(got_event_at, StateFilter(PostForm.event_at), TEXT_INPUT)
     router.callback_query.register(picked_event_at, StateFilter(PostForm.event_at), WhenCb.filter())
