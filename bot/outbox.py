@@ -36,11 +36,13 @@ from aiogram.exceptions import (
 from aiogram.methods import (
     BanChatMember,
     DeleteMessage,
+    DeleteMessages,
     DeleteMyCommands,
     EditMessageCaption,
     EditMessageReplyMarkup,
     EditMessageText,
     SendDocument,
+    SendMediaGroup,
     SendMessage,
     SendPhoto,
     SendVideo,
@@ -61,14 +63,15 @@ log = logging.getLogger(__name__)
 METHODS: dict[str, type[TelegramMethod[Any]]] = {
     m.__api_method__: m
     for m in (
-        SendMessage, SendPhoto, SendDocument, SendVideo, EditMessageText, EditMessageCaption,
-        EditMessageReplyMarkup, DeleteMessage, SetMyCommands, DeleteMyCommands, BanChatMember, UnbanChatMember,
+        SendMessage, SendPhoto, SendDocument, SendVideo, SendMediaGroup, EditMessageText, EditMessageCaption,
+        EditMessageReplyMarkup, DeleteMessage, DeleteMessages, SetMyCommands, DeleteMyCommands, BanChatMember, UnbanChatMember,
     )
 }
 MAX_ATTEMPTS = 5
 # Calls about a chat that are not messages in it: no per-chat pacing.
 LOST = "lost"  # an outcome that is not one: the row went to another worker
-UNPACED = frozenset({"setMyCommands", "deleteMyCommands", "deleteMessage", "banChatMember", "unbanChatMember"})
+UNPACED = frozenset({"setMyCommands", "deleteMyCommands", "deleteMessage", "deleteMessages", "banChatMember",
+                     "unbanChatMember"})
 
 
 def dump_method(method: TelegramMethod[Any]) -> str:
@@ -698,6 +701,8 @@ class Outbox:
             outcome: dict[str, Any] = {"status": DeliveryStatus.SENT.value, "sent_at": utcnow(), "error": None}
             if isinstance(result, Message):
                 outcome["message_id"] = result.message_id
+            elif isinstance(result, list) and result and isinstance(result[0], Message):
+                outcome["message_id"] = result[0].message_id  # an album: its messages follow the first
             return outcome
         except _NotYet:
             return {"status": DeliveryStatus.PENDING.value, "attempts": row.attempts - 1,
@@ -791,7 +796,10 @@ class Outbox:
         if target.status != DeliveryStatus.SENT or target.message_id is None:
             raise _NotYet
         method.chat_id = target.chat_id  # type: ignore[attr-defined]
-        method.message_id = target.message_id  # type: ignore[attr-defined]
+        if isinstance(method, DeleteMessages):  # an album's messages have consecutive ids
+            method.message_ids = list(range(target.message_id, target.message_id + len(method.message_ids)))
+        else:
+            method.message_id = target.message_id  # type: ignore[attr-defined]
         return method
 
     @staticmethod

@@ -8,36 +8,43 @@ pending from the outbox itself, so the figures cannot drift from the truth.
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import unescape
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aiogram import html
+from aiogram.client.default import Default
 from aiogram.filters.callback_data import CallbackData
 from aiogram.methods import (
     DeleteMessage,
+    DeleteMessages,
     EditMessageCaption,
     EditMessageText,
     SendDocument,
+    SendMediaGroup,
     SendMessage,
     SendPhoto,
     SendVideo,
     TelegramMethod,
 )
-from aiogram.types import InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto, InputMediaVideo
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.dates import when
+from bot.split import split_html
 from bot.i18n import in_locale
 from bot.outbox import dump_method, enqueue
 from bot import policy
 from bot.timeline import next_daily, plan_post
 from storage.models import (
     DbInt,
+    Delivery,
     DeliveryStatus,
     DueItem,
     DueKind,
@@ -50,10 +57,10 @@ from storage.models import (
 )
 from storage.repo import Repo
 
+log = logging.getLogger(__name__)
+
 TEXT_LIMIT = 4096
 CAPTION_LIMIT = 1024
-# Room kept for the header line and the event's date and place.
-HEADER_ROOM = 300
 
 
 class PostCb(CallbackData, prefix="p"):
@@ -89,7 +96,8 @@ def kind_label(kind: str) -> str:
 
 
 def local(moment: Any, org: Organisation) -> str:
-    return moment.astimezone(ZoneInfo(org.timezone)).strftime("%d.%m.%Y %H:%M")
+    """A moment as the reader reads it: weekday, day and time in the organisation's zone."""
+    return when(moment, org.timezone)
 
 
 def body(post: Post, org: Organisation, author_name: str, audience: str) -> str:
@@ -149,17 +157,52 @@ def copy_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarku
     return SendMessage(chat_id=chat_id, text=text, reply_markup=markup)
 
 
+PART = "post_part"  # the messages of a copy before its last one (an album, the first parts of a long text)
+
+
+def text_parts(post: Post, text: str) -> list[str]:
+    """The copy's text in the parts it is sent in: a caption takes at most 1,024
+    characters, the rest follows in messages of at most 4,096."""
+    if post.media_kind:
+        return split_html(text, TEXT_LIMIT, first_limit=CAPTION_LIMIT)
+    return split_html(text, TEXT_LIMIT)
+
+
+def copy_methods(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> list[TelegramMethod[Any]]:
+    """Every message of one copy, in order; the buttons are on the last."""
+    methods: list[TelegramMethod[Any]] = []
+    if album := album_items(post):
+        methods.append(SendMediaGroup(chat_id=chat_id, media=album))
+    parts = text_parts(post, text)
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
+        if n == 0 and post.media_kind:
+            methods.append(copy_method(post, chat_id, part, markup if last else None))
+        else:
+            methods.append(SendMessage(chat_id=chat_id, text=part, reply_markup=markup if last else None))
+    return methods
+
+
+def album_items(post: Post) -> list[Any]:
+    """The album of a post made from a media group (photos, videos, documents)."""
+    if not post.album:
+        return []
+    kinds = {"photo": InputMediaPhoto, "video": InputMediaVideo, "document": InputMediaDocument}
+    items = []
+    for item in json.loads(post.album):
+        if item.get("kind") in kinds:
+            kind = kinds[item["kind"]]
+            # No caption, so none of the bot's caption defaults (they would not survive the outbox's JSON).
+            unset = {name: None for name, value in kind(media="x") if isinstance(value, Default)}
+            items.append(kind(media=item["file_id"], **unset))
+    return items
+
+
 def edit_method(post: Post, chat_id: int, text: str, markup: InlineKeyboardMarkup | None) -> TelegramMethod[Any]:
     # chat_id and message_id are filled in from the copy when the edit is sent.
     if post.media_kind:
         return EditMessageCaption(chat_id=chat_id, message_id=0, caption=text, reply_markup=markup)
     return EditMessageText(chat_id=chat_id, message_id=0, text=text, reply_markup=markup)
-
-
-def text_limit(media_kind: str | None) -> int:
-    """How long an author's text may be, leaving room for the header and the
-    event lines: the first check, at the content step (`overlong` is the exact one)."""
-    return (CAPTION_LIMIT if media_kind else TEXT_LIMIT) - HEADER_ROOM
 
 
 _TAG = re.compile(r"<[^>]*>")
@@ -169,18 +212,6 @@ def visible_length(text: str) -> int:
     """What Telegram counts against its limits: the text once its HTML is
     parsed (so "&lt;" is one character), in UTF-16 code units."""
     return len(unescape(_TAG.sub("", text)).encode("utf-16-le")) // 2
-
-
-def overlong(post: Post, org: Organisation, author_name: str, audience: str) -> tuple[int, int] | None:
-    """(length, limit) when a copy would be longer than Telegram takes, in any of
-    the languages: the heading, the audience, an event's place and the signature
-    all count, not only the author's text."""
-    limit = CAPTION_LIMIT if post.media_kind else TEXT_LIMIT
-    longest = 0
-    for locale in sorted(I18n.get_current().available_locales):
-        with in_locale(locale):
-            longest = max(longest, visible_length(body(post, org, author_name, audience)))
-    return (longest, limit) if longest > limit else None
 
 
 async def broadcast(
@@ -198,10 +229,9 @@ async def broadcast(
 ) -> int:
     """One outbox row per person, each in the person's language; returns how
     many. `not_before` holds the copies (quiet hours)."""
-    rendered: dict[str, tuple[str, InlineKeyboardMarkup | None, str]] = {}
+    rendered: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     rows: list[dict[str, Any]] = []
     digests: list[DueItem] = []
-    method_name = ""
     now = utcnow()
     # The delivery policy (bot.policy): quiet hours, urgency, the family's digest.
     hold = not_before or policy.not_before(org, topic, now=now, urgent=post.urgent, event_at=post.event_at)
@@ -219,10 +249,17 @@ async def broadcast(
                     text = prefix() + "\n\n" + text
                 markup = keyboard(post)
             # One payload for every reader of a language; the row carries the chat.
-            method = copy_method(post, 0, text, markup)
-            method_name = method.__api_method__
-            rendered[locale] = (text, markup, dump_method(method))
-        text, markup, payload = rendered[locale]
+            methods = copy_methods(post, 0, text, markup)
+            rendered[locale] = (text, [(m.__api_method__, dump_method(m)) for m in methods])
+        text, payloads = rendered[locale]
+        *parts, (method_name, payload) = payloads
+        if held_until is None:  # a digest opens the whole post by its button; nothing goes ahead of it
+            rows += [
+                {"org_id": org.id, "chat_id": person.telegram_id, "method": name, "payload": part, "topic": PART,
+                 "ref_id": post.id, "post_id": post.id, "person_id": person.id, "attempts": 0, "created_at": now,
+                 "status": DeliveryStatus.PENDING.value, "next_attempt_at": due}
+                for name, part in parts
+            ]
         rows.append(
             {
                 "org_id": org.id, "chat_id": person.telegram_id, "method": method_name, "payload": payload,
@@ -312,49 +349,109 @@ async def notify(
     return count
 
 
+COPY_TOPICS = ("post", "post_renotify", "event_reminder")
+
+
+async def copies_with_parts(repo: Repo, post_id: int) -> list[tuple[Delivery, list[Delivery]]]:
+    """Each copy of a post with the messages sent ahead of it (an album, the
+    first parts of a long text): in a chat, the parts before a copy are its own."""
+    rows = await repo.post_copies(post_id, topics=(*COPY_TOPICS, PART))
+    waiting: dict[int, list[Delivery]] = {}
+    out: list[tuple[Delivery, list[Delivery]]] = []
+    for row in rows:  # in the order they were written
+        if row.topic == PART:
+            waiting.setdefault(row.chat_id, []).append(row)
+        else:
+            out.append((row, waiting.pop(row.chat_id, [])))
+    return out
+
+
+def _edit_of_row(row: Delivery, text: str, markup: InlineKeyboardMarkup | None) -> TelegramMethod[Any]:
+    # chat_id and message_id are filled in from the row when the edit is sent.
+    if row.method == "sendMessage":
+        return EditMessageText(chat_id=row.chat_id, message_id=0, text=text, reply_markup=markup)
+    return EditMessageCaption(chat_id=row.chat_id, message_id=0, caption=text, reply_markup=markup)
+
+
+def part_counts(post: Post, org: Organisation, author_name: str, audience: str) -> set[int]:
+    """How many messages a copy takes, in each language."""
+    counts = set()
+    for locale in sorted(I18n.get_current().available_locales):
+        with in_locale(locale):
+            counts.add(len(copy_methods(post, 0, body(post, org, author_name, audience), None)))
+    return counts
+
+
 async def follow_edit(
     repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str
 ) -> int:
-    """Every copy shows the post as it is now: sent copies are edited, pending
-    ones rewritten before they go out. Returns how many copies were touched."""
-    copies = await repo.post_copies(post.id)
-    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c in copies if c.person_id})}
+    """Every copy shows the post as it is now: sent copies are edited (every
+    message of a long one), pending ones rewritten before they go out. Returns
+    how many copies were touched."""
+    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
+    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
     touched = 0
-    for copy in copies:
+    for copy, parts in copies:
         person = people.get(copy.person_id or 0)
         locale = (person.locale if person else None) or default_locale
         with in_locale(locale):
             text = body(post, org, author_name, audience)
             markup = keyboard(post)
-        if copy.status == DeliveryStatus.PENDING:
-            copy.payload = dump_method(copy_method(post, copy.chat_id, text, markup))
-            touched += 1
-        elif copy.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
-            enqueue(repo, copy.chat_id, edit_method(post, copy.chat_id, text, markup), org_id=org.id, org=org,
-                    topic="post_edit", ref_id=post.id, edit_of=copy)
-            touched += 1
+        if copy.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.SENDING):
+            continue
+        new = [m for m in copy_methods(post, copy.chat_id, text, markup) if not isinstance(m, SendMediaGroup)]
+        old = [p for p in parts if p.method != "sendMediaGroup"] + [copy]
+        if len(new) > len(old):
+            # Only a change of a line or two gets here (the author's own edits are
+            # checked first): the copy keeps its number of messages.
+            log.warning("post %s: the edit needs %s messages, copy %s has %s", post.id, len(new), copy.id, len(old))
+            new = new[: len(old) - 1] + new[-1:]
+        pairs = list(zip(old[: len(new) - 1], new[:-1])) + [(copy, new[-1])]
+        for row, method in pairs:
+            if row.status == DeliveryStatus.PENDING:
+                row.payload = dump_method(method)
+            elif row.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
+                value = getattr(method, "text", None) or getattr(method, "caption", None) or ""
+                enqueue(repo, row.chat_id, _edit_of_row(row, value, getattr(method, "reply_markup", None)),
+                        org_id=org.id, org=org, topic="post_edit", ref_id=post.id, edit_of=row)
+        for row in old[len(new) - 1: -1]:  # parts the shorter text no longer needs
+            if row.status == DeliveryStatus.PENDING:
+                row.status = DeliveryStatus.CANCELLED.value
+            elif row.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
+                enqueue(repo, row.chat_id, DeleteMessage(chat_id=row.chat_id, message_id=0), org_id=org.id,
+                        topic="post_edit", ref_id=post.id, edit_of=row)
+        touched += 1
     return touched
 
 
 async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_locale: str) -> int:
-    """Pending copies never go out; sent ones are deleted, or — where Telegram
-    no longer allows it (older than 48 hours) — edited to say so."""
-    copies = await repo.post_copies(post.id)
+    """Pending copies never go out; sent ones are deleted (every message of
+    them), or — where Telegram no longer allows it (older than 48 hours) —
+    edited to say so."""
+    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
     await repo.cancel_pending_deliveries("post", post.id)
     await repo.cancel_pending_deliveries("post_renotify", post.id)
-    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c in copies if c.person_id})}
+    await repo.cancel_pending_deliveries(PART, post.id)
+    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
     touched = 0
-    for copy in copies:
+    for copy, parts in copies:
         if copy.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
             continue
         person = people.get(copy.person_id or 0)
         with in_locale((person.locale if person else None) or default_locale):
             note = _("🗑 This message was withdrawn by its author.")
-        enqueue(
-            repo, copy.chat_id, DeleteMessage(chat_id=copy.chat_id, message_id=0), org_id=org.id, org=org,
-            topic="post_withdraw", ref_id=post.id, edit_of=copy,
-            fallback=edit_method(post, copy.chat_id, note, None),
-        )
+        for row in [*parts, copy]:
+            if row.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
+                continue
+            if row.method == "sendMediaGroup":
+                size = len(json.loads(row.payload).get("media", []))
+                method: TelegramMethod[Any] = DeleteMessages(chat_id=row.chat_id, message_ids=[0] * size)
+                fallback: TelegramMethod[Any] = EditMessageCaption(chat_id=row.chat_id, message_id=0, caption=note)
+            else:
+                method = DeleteMessage(chat_id=row.chat_id, message_id=0)
+                fallback = _edit_of_row(row, note, None)
+            enqueue(repo, row.chat_id, method, org_id=org.id, org=org, topic="post_withdraw", ref_id=post.id,
+                    edit_of=row, fallback=fallback)
         touched += 1
     return touched
 

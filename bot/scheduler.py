@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 from typing import Any
 
 from aiogram import html
@@ -26,8 +27,9 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot import rights
+from bot import policy, rights
 from bot.actor import Actor
+from bot.dates import day_label, in_time
 from bot.i18n import in_locale
 from bot.outbox import enqueue
 from bot.posts import (
@@ -281,11 +283,14 @@ class Scheduler:
         if post.state != PostState.SENT or post.event_at is None or post.event_at <= now:
             return
         people = await repo.post_recipients(post, [g.group_id for g in post.groups])
-        when = local(post.event_at, org)
+        # The copy under the prefix shows the date and time; the prefix says how soon
+        # (bot.policy holds it for quiet hours only if they end well before the event).
+        hold = policy.not_before(org, "event_reminder", now=now, event_at=post.event_at)
+        left = post.event_at - max(now, hold or now)
         await broadcast(repo, post, people, org=org, author_name=author.display_name,
                         audience=await audience_text(repo, post, org), default_locale=self.default_locale,
                         topic="event_reminder",
-                        prefix=lambda: _("⏰ Reminder: {when}").format(when=when))
+                        prefix=lambda: _("⏰ Reminder: it starts {soon}.").format(soon=in_time(left)))
 
     async def _scheduled_post(self, repo: Repo, item: DueItem, now: datetime) -> None:
         found = await self._context(repo, item.ref_id, "scheduled post")
@@ -305,11 +310,12 @@ class Scheduler:
         if post.state != PostState.SENT or not post.ask_ack:
             return
         people = await repo.not_acknowledged(post.id)
-        due = local(post.ack_due_at, org) if post.ack_due_at else ""
+        deadline = post.ack_due_at
         await broadcast(repo, post, people, org=org, author_name=author.display_name,
                         audience=await audience_text(repo, post, org), default_locale=self.default_locale,
                         topic="post_renotify",
-                        prefix=lambda: _("🔔 Please acknowledge this message by {when}.").format(when=due))
+                        prefix=lambda: _("🔔 Please acknowledge this message by {when}.").format(
+                            when=local(deadline, org) if deadline else ""))
 
     async def _ack_deadline(self, repo: Repo, item: DueItem, now: datetime) -> None:
         found = await self._context(repo, item.ref_id, "acknowledgement summary")
@@ -362,9 +368,10 @@ class Scheduler:
             if org is None or group is None or group.archived_at is not None:
                 continue
             people = await self._cache.families(org.id, group.id)
-            when = local(item.due_at + timedelta(minutes=item.minutes or 0), org)
+            at = item.due_at + timedelta(minutes=item.minutes or 0)
+            # Rendered in each reader's language (the weekday too).
             await notify(repo, people, lambda: _("⏰ {group}: {title} — {when}").format(
-                group=html.quote(group.title), title=html.quote(weekly.title), when=when),
+                group=html.quote(group.title), title=html.quote(weekly.title), when=local(at, org)),
                 org=org, topic="weekly_reminder", ref_id=weekly.id, default_locale=self.default_locale, rows=rows)
             following.append(next_weekly_reminder(weekly, org.timezone, now))
         await repo.add_deliveries(rows)
@@ -391,7 +398,7 @@ class Scheduler:
         with in_locale(person.locale or self.default_locale):
             for start in range(0, len(live), DIGEST_SIZE):
                 chunk = live[start:start + DIGEST_SIZE]
-                lines = [_("📰 <b>Your digest</b> · {date}").format(date=local(now, org)[:10])]
+                lines = [_("📰 <b>Your digest</b> · {date}").format(date=day_label(now.astimezone(ZoneInfo(org.timezone)).date()))]
                 kb = InlineKeyboardBuilder()
                 for n, c in enumerate(chunk, start + 1):
                     post = posts[c.post_id]

@@ -19,9 +19,10 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import rights
 from bot.actor import Actor
+from bot.dates import day_label, period
 from bot.i18n import in_locale
 from bot.outbox import enqueue
-from bot.posts import DigestCb, audience_text, body, copy_method, keyboard
+from bot.posts import DigestCb, audience_text, body, copy_methods, keyboard
 from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.filters import TEXT_INPUT
@@ -74,9 +75,7 @@ def local_today(actor: Actor) -> date:
 
 
 def days_text(start: date, end: date) -> str:
-    if start == end:
-        return start.strftime("%d.%m.%Y")
-    return f"{start:%d.%m.%Y}–{end:%d.%m.%Y}"
+    return period(start, end)
 
 
 # -- parents ------------------------------------------------------------------------------
@@ -302,7 +301,7 @@ async def absences_command(message: Message, actor: Actor, repo: Repo) -> None:
         groups = {gid: t for gid, t in groups.items() if gid in actor.teaching_group_ids()}
     today = local_today(actor)
     absences = await repo.absences_on(list(groups), today)
-    lines = [_("<b>Absent today</b>, {day}").format(day=today.strftime("%d.%m.%Y"))]
+    lines = [_("<b>Absent today</b>, {day}").format(day=day_label(today, today=today))]
     for group_id, title in groups.items():
         mine = [a for a in absences if a.group_id == group_id]
         lines.append(f"\n<b>{q(title)}</b>: {len(mine)}")
@@ -311,7 +310,7 @@ async def absences_command(message: Message, actor: Actor, repo: Repo) -> None:
             if a.reason:
                 line += f" — {q(a.reason)}"
             if a.end_date > today:
-                line += " " + _("(until {day})").format(day=a.end_date.strftime("%d.%m"))
+                line += " " + _("(until {day})").format(day=day_label(a.end_date, today=today))
             if a.late:
                 line += " ⚠️"
             lines.append(line)
@@ -336,5 +335,6 @@ async def open_from_digest(query: CallbackQuery, callback_data: DigestCb, actor:
     chosen = await repo.votes_of(post.id, actor.person.id) if post.kind == PostKind.POLL else set()
     acked = post.ask_ack and await repo.acknowledged(post.id, actor.person.id)
     await query.answer()
-    await query.bot(copy_method(post, actor.person.telegram_id, text, keyboard(post, chosen, acked)))  # type: ignore[union-attr]
+    for method in copy_methods(post, actor.person.telegram_id, text, keyboard(post, chosen, acked)):
+        await query.bot(method)  # type: ignore[union-attr]
 

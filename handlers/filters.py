@@ -56,3 +56,13 @@ GROUP_CHATS = ChatType("group", "supergroup")
 TEXT_INPUT = TextInput()
 NOT_A_COMMAND = NotACommand()
 DOCUMENT = HasDocument()
+
+
+class InAlbum(Filter):
+    """An item of a media group (an album: each item arrives as its own message)."""
+
+    async def __call__(self, message: Message) -> bool:
+        return message.media_group_id is not None
+
+
+IN_ALBUM = InAlbum()

@@ -16,6 +16,8 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import rights
 from bot.actor import Actor
+from handlers import exports
+from handlers.chart import stats_chart
 from handlers.texts import local_time, q, role_name
 from storage.models import DbInt, DeliveryStatus, Role, utcnow
 from storage.repo import Repo
@@ -38,7 +40,7 @@ def create_router() -> Router:
     router.callback_query.register(stats_file, StatsCb.filter())
     router.message.register(audit_command, Command("audit"))
     router.callback_query.register(audit_page, AuditCb.filter(F.action == "page"))
-    router.callback_query.register(audit_csv, AuditCb.filter(F.action == "csv"))
+    router.callback_query.register(audit_csv, AuditCb.filter(F.action.in_({"csv", "xlsx"})))
     return router
 
 
@@ -75,6 +77,7 @@ async def gather(actor: Actor, repo: Repo) -> dict:  # type: ignore[type-arg]
         delivered = d.get(DeliveryStatus.SENT, 0) + d.get(DeliveryStatus.DIGESTED, 0)
         rows.append({
             "group": group.title,
+            "kind": group.kind,
             "members": members.get(group.id, {}),
             "posts": d.get("posts", 0),
             "copies": copies,
@@ -120,6 +123,7 @@ async def stats_command(message: Message, actor: Actor, repo: Repo) -> None:
                 joined=r["families"], pupils=r["pupils"]))
     kb = InlineKeyboardBuilder()
     kb.button(text=_("📊 Chart"), callback_data=StatsCb(action="chart"))
+    kb.button(text=_("📗 Excel"), callback_data=StatsCb(action="xlsx"))
     kb.button(text=_("📄 CSV"), callback_data=StatsCb(action="csv"))
     await message.answer("\n".join(lines), reply_markup=kb.as_markup())
 
@@ -141,47 +145,6 @@ def stats_csv(data: dict) -> bytes:  # type: ignore[type-arg]
     return buffer.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet programs read Cyrillic
 
 
-def stats_chart(data: dict, title: str) -> bytes:  # type: ignore[type-arg]
-    """Two panels: members per group by role; delivery and acknowledgement rates per group."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    # Names are people's text: "$...$" in a group's name is not mathematics.
-    with plt.rc_context({"text.parse_math": False}):
-        rows = data["rows"]
-        names = [r["group"] for r in rows]
-        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100)
-        bottom = [0] * len(rows)
-        for role in Role:
-            values = [r["members"].get(role.value, 0) for r in rows]
-            if any(values):
-                left.bar(names, values, bottom=bottom, label=role_name(role))
-                bottom = [b + v for b, v in zip(bottom, values)]
-        left.set_title(_("Members"))
-        left.legend(fontsize=8)
-        x = range(len(rows))
-        delivery = [100 * r["delivered"] / r["copies"] if r["copies"] else 0 for r in rows]
-        acks = [100 * r["acks"] / r["ack_delivered"] if r["ack_delivered"] else 0 for r in rows]
-        families = [100 * r.get("families", 0) / r["pupils"] if r.get("pupils") else 0 for r in rows]
-        right.bar([i - 0.27 for i in x], families, width=0.27, label=_("families joined, %"))
-        right.bar(list(x), delivery, width=0.27, label=_("delivered, %"))
-        right.bar([i + 0.27 for i in x], acks, width=0.27, label=_("acknowledged, %"))
-        right.set_xticks(list(x), names)
-        right.set_ylim(0, 100)
-        right.set_title(_("Do messages reach families?"))
-        right.legend(fontsize=8)
-        for axis in (left, right):
-            axis.tick_params(axis="x", labelrotation=30, labelsize=8)
-        fig.suptitle(title)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-    return buffer.getvalue()
-
-
 async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor, repo: Repo) -> None:
     if not may_see_stats(actor):
         await query.answer(rights.REFUSED + _("Only administrators and the head see statistics."), show_alert=True)
@@ -190,8 +153,11 @@ async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor,
     await query.answer()
     stamp = utcnow().strftime("%Y-%m-%d")
     if callback_data.action == "chart":
-        png = stats_chart(data, actor.org.name)  # type: ignore[union-attr]
+        png = stats_chart(data, actor.org.name, utcnow(), actor.org.timezone)  # type: ignore[union-attr]
         await query.message.answer_photo(BufferedInputFile(png, filename=f"stats-{stamp}.png"))  # type: ignore[union-attr]
+    elif callback_data.action == "xlsx":
+        book = exports.stats_workbook(data, actor.org, utcnow())  # type: ignore[arg-type]
+        await query.message.answer_document(BufferedInputFile(book, filename=f"stats-{stamp}.xlsx"))  # type: ignore[union-attr]
     else:
         await query.message.answer_document(BufferedInputFile(stats_csv(data), filename=f"stats-{stamp}.csv"))  # type: ignore[union-attr]
 
@@ -203,18 +169,20 @@ async def _audit_view(actor: Actor, repo: Repo, offset: int):  # type: ignore[no
     entries, total = await repo.audit_page(actor.org.id, offset, PAGE)  # type: ignore[union-attr]
     lines = [_("<b>Audit log</b> ({first}–{last} of {total})").format(
         first=min(offset + 1, total), last=min(offset + PAGE, total), total=total)]
+    names = await exports.subject_names(repo, actor.org.id, [e.subject for e, _who in entries])  # type: ignore[union-attr]
     for entry, who in entries:
-        line = f"{local_time(entry.created_at, actor.org)} · {q(who)} · <code>{q(entry.action)}</code>"
+        line = f"{local_time(entry.created_at, actor.org)} · {q(who)} · {q(exports.action_name(entry.action))}"
         if entry.subject:
-            line += f" · {q(entry.subject)}"
+            line += f" · {q(names.get(entry.subject, entry.subject))}"
         if entry.detail:
-            line += f" — {q(entry.detail[:80])}"
+            line += f" — {q(exports.detail_text(entry.detail)[:80])}"
         lines.append(line)
     kb = InlineKeyboardBuilder()
     if offset > 0:
         kb.button(text="«", callback_data=AuditCb(action="page", offset=max(0, offset - PAGE)))
     if offset + PAGE < total:
         kb.button(text="»", callback_data=AuditCb(action="page", offset=offset + PAGE))
+    kb.button(text=_("📗 Excel"), callback_data=AuditCb(action="xlsx"))
     kb.button(text=_("📄 CSV"), callback_data=AuditCb(action="csv"))
     return "\n".join(lines), kb.as_markup()
 
@@ -236,11 +204,16 @@ async def audit_page(query: CallbackQuery, callback_data: AuditCb, actor: Actor,
     await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
 
 
-async def audit_csv(query: CallbackQuery, actor: Actor, repo: Repo) -> None:
+async def audit_csv(query: CallbackQuery, callback_data: AuditCb, actor: Actor, repo: Repo) -> None:
     if not actor.is_admin:
         await query.answer(rights.REFUSED + _("Only administrators see the audit log."), show_alert=True)
         return
     entries, _total = await repo.audit_page(actor.org.id, 0, 1_000_000)  # type: ignore[union-attr]
+    if callback_data.action == "xlsx":
+        book = await exports.audit_workbook(repo, actor.org, entries)  # type: ignore[arg-type]
+        await query.answer()
+        await query.message.answer_document(BufferedInputFile(book, filename="audit.xlsx"))  # type: ignore[union-attr]
+        return
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["time_utc", "who", "action", "subject", "detail"])

@@ -4,18 +4,19 @@ closes a poll, edits or withdraws. Also /schedule and /events."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aiogram import F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from icalendar import Calendar, Event
 
-from bot import rights
+from bot import dates, rights
 from bot.actor import Actor
 from bot.posts import (
     CardCb,
@@ -24,21 +25,24 @@ from bot.posts import (
     body,
     broadcast,
     card,
+    copy_methods,
     follow_edit,
     keyboard,
     kind_label,
     local,
-    overlong,
+    part_counts,
     plain_text,
     refresh_card,
     withdraw_copies,
 )
 from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
-from handlers import weekly
+from handlers import exports, weekly
 from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
+from handlers import when
 from handlers.keyboards import confirm_keyboard, group_title
-from handlers.texts import blank, future_time, in_messages, other_org_alert, q, shorten
+from handlers.texts import blank, in_messages, other_org_alert, q, shorten
+from handlers.when import WhenCb
 from storage.models import DbInt, DueKind, Post, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -63,6 +67,7 @@ def create_router() -> Router:
     router.message.register(scheduled_command, Command("scheduled"))
     router.callback_query.register(on_scheduled, ScheduledCb.filter())
     router.message.register(got_scheduled_time, StateFilter(EditForm.scheduled_at), TEXT_INPUT)
+    router.callback_query.register(picked_time, StateFilter(EditForm.event_at, EditForm.scheduled_at), WhenCb.filter())
     router.message.register(schedule_command, Command("schedule"))
     router.message.register(events_command, Command("events"))
     return router
@@ -207,7 +212,9 @@ async def on_card(
             await query.answer(_("This button is out of date."), show_alert=True)
             return
         await _ask_about(query, state, EditForm.event_at, post.id,
-                         _("Send the new date and time, like <code>25.12 18:30</code>. The reminders move with it."))
+                         _("Send the new date and time ({examples}). The reminders move with it.").format(
+                             examples=dates.examples()),
+                         when.days_markup(org.timezone, utcnow()))
         return
     elif action == "edit":
         await _ask_about(query, state, EditForm.text, post.id,
@@ -226,6 +233,9 @@ async def on_card(
         post.withdrawn_at = utcnow()
         await repo.cancel_due(post.id, [k.value for k in POST_DUE_KINDS])
         n = await withdraw_copies(repo, post, org=org, default_locale=settings.default_locale)
+        # The author's card itself no longer offers Refresh / Remind / Edit / Withdraw.
+        if (author := await _author_of(repo, post)) is not None:
+            await refresh_card(repo, post, org, author, settings.default_locale)
         if post.author_id != actor.person.id:
             repo.audit(org.id, actor.person.id, "post.withdraw", subject=f"post:{post.id}")
         await query.answer(_("Withdrawn from {n} chats.").format(n=n), show_alert=True)
@@ -240,12 +250,13 @@ async def on_card(
                 raise
 
 
-async def _ask_about(query: CallbackQuery, state: FSMContext, step: State, post_id: int, prompt: str) -> None:
+async def _ask_about(query: CallbackQuery, state: FSMContext, step: State, post_id: int, prompt: str,
+                     markup: InlineKeyboardMarkup | None = None) -> None:
     """The author's next message answers `step` about this post."""
     await state.set_state(step)
-    await state.update_data(post_id=post_id)
+    await state.update_data({"post_id": post_id, when.PICK_DAY: None})
     await query.answer()
-    await query.message.answer(prompt)  # type: ignore[union-attr]
+    await query.message.answer(prompt, reply_markup=markup)  # type: ignore[union-attr]
 
 
 async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
@@ -264,12 +275,16 @@ async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo
     label = await audience_text(repo, post, org)
     edited = Post(**{c: getattr(post, c) for c in ("kind", "media_kind", "urgent", "state", "event_at", "place",
                                                    "poll_multiple", "poll_anonymous", "poll_closed_at",
-                                                   "poll_closes_at")}, text=text)
-    if over := overlong(edited, org, actor.person.display_name, label):
-        await message.answer(
-            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(
-                n=over[0], limit=over[1])
-        )
+                                                   "poll_closes_at", "album")}, text=text)
+    # A copy keeps its number of messages: an edit cannot add one between those already sent.
+    before = part_counts(post, org, actor.person.display_name, label)
+    after = part_counts(edited, org, actor.person.display_name, label)
+    if after != before:
+        await message.answer(_(
+            "The post went out as {old} messages; the new text needs {new}. An edit cannot add or remove "
+            "messages in people's chats: please send a text of about the same length, or withdraw the post "
+            "and send a new one."
+        ).format(old=max(before), new=max(after)))
         return
     await state.clear()
     post.text = text
@@ -287,10 +302,46 @@ async def got_event_time(message: Message, state: FSMContext, actor: Actor, repo
         await state.clear()
         await message.answer(_("This post can no longer be edited."))
         return
-    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)
     if moment is None:
         await message.answer(hint or "")
         return
+    await _move_event(message, state, actor, repo, settings, post, moment)
+
+
+async def picked_time(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor, repo: Repo,
+                      settings: Settings) -> None:
+    """A day and a time pressed for «Change the time» of an event or a scheduled post."""
+    if actor.org is None:
+        await query.answer(_("This post can no longer be edited."), show_alert=True)
+        return
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow())
+    if moment is None:
+        return
+    await query.answer()
+    post = await repo.post((await state.get_data()).get("post_id", 0))
+    message = query.message
+    assert isinstance(message, Message)
+    if await state.get_state() == EditForm.scheduled_at.state:
+        if post is None or post.state != PostState.SCHEDULED or post.org_id != actor.org.id or not (
+            post.author_id == actor.person.id or actor.is_admin
+        ):
+            await state.clear()
+            await message.answer(_("This post is no longer scheduled."))
+            return
+        await _reschedule(message, state, actor, repo, post, moment)
+        return
+    if post is None or post.author_id != actor.person.id or post.state == PostState.WITHDRAWN \
+            or post.org_id != actor.org.id:
+        await state.clear()
+        await message.answer(_("This post can no longer be edited."))
+        return
+    await _move_event(message, state, actor, repo, settings, post, moment)
+
+
+async def _move_event(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings, post: Post,
+                      moment: datetime) -> None:
+    assert actor.org is not None
     await state.clear()
     post.event_at = moment
     post.edited_at = utcnow()
@@ -359,9 +410,10 @@ async def on_scheduled(query: CallbackQuery, callback_data: ScheduledCb, state: 
         await query.message.edit_text(_("✖️ Cancelled: it will not be sent."))  # type: ignore[union-attr]
         return
     await state.set_state(EditForm.scheduled_at)
-    await state.update_data(post_id=post.id)
+    await state.update_data({"post_id": post.id, when.PICK_DAY: None})
     await query.answer()
-    await query.message.answer(_("Send the new date and time, like <code>25.12 08:00</code>."))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the new date and time ({examples}).").format(examples=dates.examples()),  # type: ignore[union-attr]
+                               reply_markup=when.days_markup(actor.org.timezone, utcnow()))  # type: ignore[union-attr]
 
 
 async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -372,10 +424,15 @@ async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, 
         await state.clear()
         await message.answer(_("This post is no longer scheduled."))
         return
-    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)
     if moment is None:
         await message.answer(hint or "")
         return
+    await _reschedule(message, state, actor, repo, post, moment)
+
+
+async def _reschedule(message: Message, state: FSMContext, actor: Actor, repo: Repo, post: Post,
+                      moment: datetime) -> None:
     await state.clear()
     await repo.cancel_due(post.id, [DueKind.SCHEDULED_POST.value])
     post.scheduled_at = moment
@@ -407,12 +464,8 @@ async def schedule_command(message: Message, actor: Actor, repo: Repo) -> None:
             continue
         author = authors.get(post.author_id or 0)
         text = body(post, actor.org, author.display_name if author else "—", title)
-        if post.media_kind == "photo":
-            await message.answer_photo(post.media_file_id, caption=text)  # type: ignore[arg-type]
-        elif post.media_kind == "document":
-            await message.answer_document(post.media_file_id, caption=text)  # type: ignore[arg-type]
-        else:
-            await message.answer(text)
+        for method in copy_methods(post, message.chat.id, text, None):  # a long one in several messages
+            await message.bot(method)  # type: ignore[misc]
     items = list(await repo.weekly_items(groups))
     lines = []
     for group_id, title in groups.items():
@@ -429,7 +482,7 @@ async def schedule_command(message: Message, actor: Actor, repo: Repo) -> None:
         await message.answer(_("No weekly items yet."), reply_markup=markup)
 
 
-async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
+async def events_command(message: Message, actor: Actor, repo: Repo, bot_username: str) -> None:
     if actor.org is None or not actor.is_member:
         await message.answer(_("You are not in any group yet. Send /start."))
         return
@@ -445,27 +498,16 @@ async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
         await message.answer(_("No upcoming events."))
         return
     lines = [_("<b>Upcoming events</b>")]
-    calendar = Calendar()
-    calendar.add("prodid", "-//Parta//parta//")
-    calendar.add("version", "2.0")
     for post in events:
         title = _first_line(post.text) or kind_title()
         lines.append(f"• {local(post.event_at, actor.org)} — {q(shorten(title, 120))}"
                      + (f" · {q(shorten(post.place, 120))}" if post.place else ""))
-        event = Event()
-        event.add("uid", f"parta-post-{post.id}@parta")
-        event.add("summary", title)
-        event.add("dtstart", post.event_at)
-        event.add("dtstamp", post.created_at)
-        if post.place:
-            event.add("location", post.place)
-        if post.text:
-            event.add("description", plain_text(post.text))
-        calendar.add_component(event)
+    ics = exports.events_calendar(events, actor.org, bot_username,
+                                  _("{org}: events").format(org=actor.org.name))
     for part in in_messages(lines):  # many events with long names: more than one message
         await message.answer(part)
     await message.answer_document(
-        BufferedInputFile(calendar.to_ical(), filename="events.ics"),
+        BufferedInputFile(ics, filename="events.ics"),
         caption=_("Open the file to add these events to your phone's calendar."),
     )
 

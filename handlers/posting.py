@@ -7,6 +7,7 @@ re-checks every right (the audience may have been forged or changed meanwhile).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,29 +17,29 @@ from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import rights
+from bot import dates
 from bot.actor import Actor
 from bot.posts import (
     audience_text,
     body,
-    copy_method,
+    copy_methods,
     keyboard,
     kind_label,
     local,
-    overlong,
     publish,
-    text_limit,
-    visible_length,
 )
 from bot.settings import Settings
 from bot.timeline import DEFAULT_REMINDERS, REMINDER_CHOICES, plan_scheduled_post, quiet_until
-from handlers.filters import NOT_A_COMMAND, TEXT_INPUT
-from handlers.texts import blank, future_time, is_number, plain
+from handlers.filters import IN_ALBUM, NOT_A_COMMAND, TEXT_INPUT
+from handlers import when
+from handlers.texts import blank, is_number, plain
+from handlers.when import WhenCb
 from storage.models import (
     Group,
     GroupKind,
@@ -68,6 +69,7 @@ class PostForm(StatesGroup):
     options = State()
     confirm = State()
     send_at = State()
+    deadline = State()  # a typed or picked date for the acknowledgement or the poll
 
 
 class ComposeCb(CallbackData, prefix="cmp"):
@@ -81,8 +83,11 @@ def create_router() -> Router:
     router.callback_query.register(choose_kind, StateFilter(PostForm.kind), ComposeCb.filter(F.action == "kind"))
     router.callback_query.register(toggle_audience, StateFilter(PostForm.audience), ComposeCb.filter(F.action.in_({"group", "wide", "parents", "students"})))
     router.callback_query.register(audience_done, StateFilter(PostForm.audience), ComposeCb.filter(F.action == "next"))
+    # Items 2..n of an album arrive as updates of their own, whatever step the dialog is at by then.
+    router.message.register(album_item, StateFilter(PostForm), IN_ALBUM)
     router.message.register(got_content, StateFilter(PostForm.content), NOT_A_COMMAND)
     router.message.register(got_event_at, StateFilter(PostForm.event_at), TEXT_INPUT)
+    router.callback_query.register(picked_event_at, StateFilter(PostForm.event_at), WhenCb.filter())
     router.message.register(got_place, StateFilter(PostForm.place), TEXT_INPUT)
     router.callback_query.register(skip_place, StateFilter(PostForm.place), ComposeCb.filter(F.action == "no_place"))
     router.message.register(got_poll_options, StateFilter(PostForm.poll_options), TEXT_INPUT)
@@ -94,8 +99,15 @@ def create_router() -> Router:
     router.callback_query.register(ask_later, StateFilter(PostForm.confirm), ComposeCb.filter(F.action == "later"))
     router.callback_query.register(later_chosen, StateFilter(PostForm.send_at), ComposeCb.filter(F.action == "at"))
     router.message.register(later_typed, StateFilter(PostForm.send_at), TEXT_INPUT)
+    router.callback_query.register(later_picked, StateFilter(PostForm.send_at), WhenCb.filter())
+    router.callback_query.register(ask_deadline, StateFilter(PostForm.options, PostForm.poll_settings),
+                                   ComposeCb.filter(F.action == "due_date"))
+    router.message.register(deadline_typed, StateFilter(PostForm.deadline), TEXT_INPUT)
+    router.callback_query.register(deadline_picked, StateFilter(PostForm.deadline), WhenCb.filter())
     router.callback_query.register(cancel, StateFilter(PostForm), ComposeCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, ComposeCb.filter())
+    # (the edit dialogs of handlers/post_actions.py take their own day and time presses)
+    router.callback_query.register(stale, StateFilter(None, PostForm), WhenCb.filter())
     return router
 
 
@@ -240,26 +252,55 @@ def _content_of(message: Message) -> tuple[str, str | None, str | None]:
     return "", None, None
 
 
-async def got_content(message: Message, state: FSMContext) -> None:
+ALBUM_MAX = 10  # Telegram's own limit for a media group
+
+
+async def album_item(message: Message, state: FSMContext, actor: Actor) -> None:
+    """The first item of an album is the content; the others join it silently."""
+    data = await state.get_data()
+    if data.get("refused_group") == message.media_group_id:
+        return  # its first item was answered already
+    if data.get("album_group") == message.media_group_id:
+        text, media_kind, file_id = _content_of(message)
+        album = data.get("album") or []
+        if media_kind and file_id and len(album) < ALBUM_MAX:
+            album.append({"kind": media_kind, "file_id": file_id})
+        update: dict[str, Any] = {"album": album}
+        if text and not data.get("text"):  # the caption may be on any item
+            update["text"] = text
+        await state.update_data(update)
+        return
+    if await state.get_state() == PostForm.content.state:
+        await got_content(message, state, actor)
+        return
+    await message.answer(_("This album is not part of the post being written. Please use the buttons above, "
+                           "or /cancel and start again."))
+
+
+async def got_content(message: Message, state: FSMContext, actor: Actor) -> None:
     data = await state.get_data()
     text, media_kind, file_id = _content_of(message)
-    if blank(message.text) and not file_id:  # also spaces or invisible characters only
+    if message.media_group_id and file_id and data["kind"] != PostKind.POLL:
+        # An album: one post with every item, sent to each family as an album.
+        await state.update_data(album_group=message.media_group_id, album=[{"kind": media_kind, "file_id": file_id}])
+        media_kind, file_id = None, None
+        if blank(text):
+            text = ""
+    if blank(message.text) and not file_id and not message.media_group_id:  # also spaces or invisible characters only
         await message.answer(_("Please send text, or a photo, document or video. /cancel stops."))
         return
     if data["kind"] == PostKind.POLL and (media_kind or not text):
+        if message.media_group_id:
+            await state.update_data(refused_group=message.media_group_id)
         await message.answer(_("A poll's question is text. Please send it as a text message."))
         return
-    limit = text_limit(media_kind)
-    if visible_length(text) > limit:
-        await message.answer(
-            _("This is {n} characters long; a post can have at most {limit}. Please shorten it.").format(
-                n=visible_length(text), limit=limit)
-        )
-        return
+    # A long text is not refused: its copies are split into several messages (bot/posts.copy_methods).
     await state.update_data(text=text, media_kind=media_kind, media_file_id=file_id)
     if data["kind"] == PostKind.EVENT:
         await state.set_state(PostForm.event_at)
-        await message.answer(_("When is it? Send the date and time, like <code>25.12 18:30</code>."))
+        await state.update_data({when.PICK_DAY: None})
+        await message.answer(_("When is it?") + " " + when.typing_hint(),
+                             reply_markup=when.days_markup(actor.org.timezone, utcnow(), [_cancel_button()]))  # type: ignore[union-attr]
     elif data["kind"] == PostKind.POLL:
         await state.set_state(PostForm.poll_options)
         await message.answer(_("Send the answers, one per line (2 to 10)."))
@@ -267,12 +308,28 @@ async def got_content(message: Message, state: FSMContext) -> None:
         await _ask_options(message, state)
 
 
+def _cancel_button() -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel").pack())
+
+
 async def got_event_at(message: Message, state: FSMContext, actor: Actor) -> None:
-    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)  # type: ignore[union-attr]
     if moment is None:
         await message.answer(hint or "")
         return
-    await state.update_data(event_at=moment.isoformat())
+    await _event_at_chosen(message, state, moment, actor)
+
+
+async def picked_event_at(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor) -> None:
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), [_cancel_button()])  # type: ignore[union-attr]
+    if moment is not None:
+        await query.answer()
+        await _event_at_chosen(query.message, state, moment, actor)  # type: ignore[arg-type]
+
+
+async def _event_at_chosen(message: Message, state: FSMContext, moment: datetime, actor: Actor) -> None:
+    await state.update_data({"event_at": moment.isoformat(), when.PICK_DAY: None})
+    await message.answer(_("🕒 {when}").format(when=local(moment, actor.org)))  # type: ignore[arg-type]
     await state.set_state(PostForm.place)
     kb = InlineKeyboardBuilder()
     kb.button(text=_("Skip"), callback_data=ComposeCb(action="no_place"))
@@ -317,9 +374,12 @@ def _poll_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
     kb.button(text=_("Anonymous") if data["anonymous"] else _("With names"), callback_data=ComposeCb(action="anonymous"))
     hours = data["deadline_hours"]
     label = _("No deadline") if not hours else ngettext("Closes in {n} day", "Closes in {n} days", hours // 24).format(n=hours // 24)
+    if data.get("poll_due"):
+        label = _("Closes {when}").format(when=when_text(data["poll_due"], data))
     kb.button(text="⏰ " + label, callback_data=ComposeCb(action="deadline"))
+    kb.button(text=_("📅 Date…"), callback_data=ComposeCb(action="due_date", value="poll"))
     kb.button(text=_("Next →"), callback_data=ComposeCb(action="next"))
-    kb.adjust(2, 1, 1)
+    kb.adjust(2, 2, 1)
     return _("How does the poll work? Press a button to change it."), kb.as_markup()
 
 
@@ -331,6 +391,7 @@ async def toggle_poll(query: CallbackQuery, callback_data: ComposeCb, state: FSM
         data["anonymous"] = not data["anonymous"]
     else:
         data["deadline_hours"] = DEADLINES[(DEADLINES.index(data["deadline_hours"]) + 1) % len(DEADLINES)]
+        data["poll_due"] = None
     await state.set_data(data)
     await query.answer()
     text, markup = _poll_view(data)
@@ -348,6 +409,8 @@ async def _ask_options(message: Message, state: FSMContext) -> None:
     data.setdefault("urgent", False)
     data.setdefault("ack_days", 0)
     data.setdefault("reminders", list(DEFAULT_REMINDERS) if data["kind"] == PostKind.EVENT else [])
+    # An event 18 minutes away cannot be reminded of a day or an hour before.
+    data["reminders"] = [m for m in data["reminders"] if m in possible_reminders(data)]
     await state.set_data(data)
     await state.set_state(PostForm.options)
     text, markup = _options_view(data)
@@ -365,6 +428,14 @@ def reminder_label(minutes: int) -> str:
     return ngettext("{n} minute before", "{n} minutes before", minutes).format(n=minutes)
 
 
+def possible_reminders(data: dict[str, Any]) -> list[int]:
+    """The offsets that can still fire before the event."""
+    if not data.get("event_at"):
+        return list(REMINDER_CHOICES)
+    left = datetime.fromisoformat(data["event_at"]) - utcnow()
+    return [m for m in REMINDER_CHOICES if timedelta(minutes=m) < left]
+
+
 def _options_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
     kb = InlineKeyboardBuilder()
     sizes = []
@@ -374,14 +445,17 @@ def _options_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
         if data["ask_ack"]:
             days = data["ack_days"]
             label = _("no deadline") if not days else ngettext("within {n} day", "within {n} days", days).format(n=days)
+            if data.get("ack_due"):
+                label = _("by {when}").format(when=when_text(data["ack_due"], data))
             kb.button(text="⏰ " + _("Acknowledge: {when}").format(when=label), callback_data=ComposeCb(action="ack_days"))
-            sizes.append(1)
+            kb.button(text=_("📅 Date…"), callback_data=ComposeCb(action="due_date", value="ack"))
+            sizes.append(2)
     if data["kind"] == PostKind.EVENT:
-        for minutes in REMINDER_CHOICES:
+        possible = possible_reminders(data)
+        for minutes in possible:
             mark = "☑️ " if minutes in data["reminders"] else "▫️ "
             kb.button(text=mark + "⏰ " + reminder_label(minutes), callback_data=ComposeCb(action="remind", value=str(minutes)))
-        sizes.append(2)
-        sizes.append(2)
+        sizes += [2] * ((len(possible) + 1) // 2)
     kb.button(text=("☑️ " if data["urgent"] else "▫️ ") + _("Urgent"), callback_data=ComposeCb(action="urgent"))
     kb.button(text=_("👁 Preview"), callback_data=ComposeCb(action="preview"))
     kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
@@ -400,8 +474,10 @@ async def toggle_option(query: CallbackQuery, callback_data: ComposeCb, state: F
         data["ask_ack"] = not data["ask_ack"]
     elif action == "ack_days":
         data["ack_days"] = ACK_DAYS[(ACK_DAYS.index(data["ack_days"]) + 1) % len(ACK_DAYS)]
+        data["ack_due"] = None
     elif action == "remind":
-        if data["kind"] != PostKind.EVENT or not is_number(callback_data.value) or int(callback_data.value) not in REMINDER_CHOICES:
+        if data["kind"] != PostKind.EVENT or not is_number(callback_data.value) \
+                or int(callback_data.value) not in possible_reminders(data):
             await query.answer(_("Please choose one of the buttons."), show_alert=True)
             return
         data["reminders"] = sorted(set(data["reminders"]) ^ {int(callback_data.value)}, reverse=True)
@@ -416,6 +492,61 @@ async def toggle_option(query: CallbackQuery, callback_data: ComposeCb, state: F
 # -- preview and send ---------------------------------------------------------------------
 
 
+def _deadline(data: dict[str, Any], key: str, span: timedelta, now: datetime) -> datetime | None:
+    """A date chosen in the calendar, or a span from now (none when zero)."""
+    if data.get(key):
+        return datetime.fromisoformat(data[key])
+    return now + span if span else None
+
+
+def when_text(iso: str, data: dict[str, Any]) -> str:
+    return dates.when(datetime.fromisoformat(iso), data.get("zone"))
+
+
+async def ask_deadline(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor) -> None:
+    data = await state.get_data()
+    if callback_data.value not in ("ack", "poll") or (callback_data.value == "poll") != (data["kind"] == PostKind.POLL):
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
+    await state.update_data({"deadline_for": callback_data.value, when.PICK_DAY: None, "zone": actor.org.timezone})  # type: ignore[union-attr]
+    await state.set_state(PostForm.deadline)
+    await query.answer()
+    question = _("Until when can people acknowledge?") if callback_data.value == "ack" else _("When does the poll close?")
+    await query.message.edit_text(question + " " + when.typing_hint(),  # type: ignore[union-attr]
+                                  reply_markup=when.days_markup(actor.org.timezone, utcnow(), [_cancel_button()]))  # type: ignore[union-attr]
+
+
+async def deadline_typed(message: Message, state: FSMContext, actor: Actor) -> None:
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)  # type: ignore[union-attr]
+    if moment is None:
+        await message.answer(hint or "")
+        return
+    await _deadline_chosen(message, state, moment)
+
+
+async def deadline_picked(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor) -> None:
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), [_cancel_button()])  # type: ignore[union-attr]
+    if moment is not None:
+        await query.answer()
+        await _deadline_chosen(query.message, state, moment)  # type: ignore[arg-type]
+
+
+async def _deadline_chosen(message: Message, state: FSMContext, moment: datetime) -> None:
+    data = await state.get_data()
+    data[when.PICK_DAY] = None
+    if data["deadline_for"] == "poll":
+        data["poll_due"] = moment.isoformat()
+        await state.set_data(data)
+        await state.set_state(PostForm.poll_settings)
+        text, markup = _poll_view(data)
+    else:
+        data["ack_due"] = moment.isoformat()
+        await state.set_data(data)
+        await state.set_state(PostForm.options)
+        text, markup = _options_view(data)
+    await message.answer(text, reply_markup=markup)
+
+
 def draft_post(data: dict[str, Any], actor: Actor) -> Post:
     """The post as it will be, not added to the database."""
     now = utcnow()
@@ -427,9 +558,12 @@ def draft_post(data: dict[str, Any], actor: Actor) -> Post:
         created_at=now, event_at=datetime.fromisoformat(data["event_at"]) if data.get("event_at") else None,
         place=data.get("place"), poll_multiple=data.get("multiple", False),
         poll_anonymous=data.get("anonymous", False),
-        poll_closes_at=now + timedelta(hours=data["deadline_hours"]) if data.get("deadline_hours") else None,
-        ack_due_at=now + timedelta(days=data["ack_days"]) if data.get("ask_ack") and data.get("ack_days") else None,
+        poll_closes_at=_deadline(data, "poll_due", timedelta(hours=data.get("deadline_hours") or 0), now)
+        if data["kind"] == PostKind.POLL else None,
+        ack_due_at=_deadline(data, "ack_due", timedelta(days=data.get("ack_days") or 0), now)
+        if data.get("ask_ack") else None,
         reminder_minutes=",".join(str(m) for m in data.get("reminders", [])) or None,
+        album=json.dumps(data["album"]) if data.get("album") else None,
     )
     post.options = [PollOption(id=i, position=i, text=t) for i, t in enumerate(data.get("options", []))]
     post.groups = [PostGroup(org_id=actor.org.id, group_id=g) for g in data["groups"]]  # type: ignore[union-attr]
@@ -441,22 +575,20 @@ async def preview(query: CallbackQuery, state: FSMContext, actor: Actor, repo: R
     post = draft_post(data, actor)
     people = await repo.post_recipients(post, data["groups"])
     label = await audience_text(repo, post, actor.org)  # type: ignore[arg-type]
-    if over := overlong(post, actor.org, actor.person.display_name, label):  # type: ignore[arg-type]
-        # Not a preview that Telegram would refuse to deliver: back to the text.
-        await state.set_state(PostForm.content)
-        await query.answer()
-        await query.message.edit_text(_(  # type: ignore[union-attr]
-            "With its heading, audience and signature this post comes to {n} characters; Telegram takes "
-            "at most {limit}. Please send a shorter text (the next steps follow again), or /cancel."
-        ).format(n=over[0], limit=over[1]))
-        return
     text = body(post, actor.org, actor.person.display_name, label)  # type: ignore[arg-type]
     await state.set_state(PostForm.confirm)
     await state.update_data(recipients=len(people))
     await query.answer()
     await query.message.edit_text(_("👁 <b>Preview</b> — this is how recipients will see it:"))  # type: ignore[union-attr]
-    # The same rendering the recipients get; its buttons only say it is a preview.
-    await query.bot(copy_method(post, query.from_user.id, text, keyboard(post)))  # type: ignore[union-attr]
+    # The same rendering the recipients get (every message of a long one); its buttons only say it is a preview.
+    methods = copy_methods(post, query.from_user.id, text, keyboard(post))
+    for method in methods:
+        await query.bot(method)  # type: ignore[union-attr]
+    if len(methods) > 1:
+        await query.message.answer(ngettext(  # type: ignore[union-attr]
+            "It is long, so it goes out as {n} consecutive message; the buttons are on the last.",
+            "It is long, so it goes out as {n} consecutive messages; the buttons are on the last.",
+            len(methods)).format(n=len(methods)))
     note = "" if people else "\n" + _("Nobody is in this audience yet: the post will reach people who join later only through /schedule and /events.")
     await query.message.answer(_("Send it?") + note, reply_markup=_confirm_markup(len(people)))  # type: ignore[union-attr]
 
@@ -525,19 +657,17 @@ async def send(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo
 async def ask_later(query: CallbackQuery, state: FSMContext, actor: Actor) -> None:
     zone = ZoneInfo(actor.org.timezone)  # type: ignore[union-attr]
     tomorrow = (utcnow().astimezone(zone) + timedelta(days=1)).date()
-    kb = InlineKeyboardBuilder()
+    quick = []
     for hour in (8, 18):
         moment = datetime(tomorrow.year, tomorrow.month, tomorrow.day, hour, 0, tzinfo=zone)
-        kb.button(text=_("Tomorrow at {time}").format(time=f"{hour:02d}:00"),
-                  callback_data=ComposeCb(action="at", value=str(int(moment.timestamp()))))
-    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
-    kb.adjust(2, 1)
+        quick.append(InlineKeyboardButton(text=_("Tomorrow at {time}").format(time=f"{hour:02d}:00"),
+                                          callback_data=ComposeCb(action="at", value=str(int(moment.timestamp()))).pack()))
+    markup = when.days_markup(actor.org.timezone, utcnow(), [_cancel_button()])  # type: ignore[union-attr]
+    markup.inline_keyboard.insert(0, quick)
     await state.set_state(PostForm.send_at)
+    await state.update_data({when.PICK_DAY: None})
     await query.answer()
-    await query.message.edit_text(  # type: ignore[union-attr]
-        _("When should it go out? Choose, or send a date and time like <code>25.12 08:00</code>."),
-        reply_markup=kb.as_markup(),
-    )
+    await query.message.edit_text(_("When should it go out?") + " " + when.typing_hint(), reply_markup=markup)  # type: ignore[union-attr]
 
 
 async def later_chosen(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -549,11 +679,18 @@ async def later_chosen(query: CallbackQuery, callback_data: ComposeCb, state: FS
 
 
 async def later_typed(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
-    moment, hint = future_time(message.text or "", actor.org)  # type: ignore[arg-type]
+    moment, hint = await when.typed(message.text or "", state, actor.org.timezone)  # type: ignore[union-attr]
     if moment is None:
         await message.answer(hint or "")
         return
     await _schedule(message, None, state, actor, repo, moment)
+
+
+async def later_picked(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    extra = [_cancel_button()]
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), extra)  # type: ignore[union-attr]
+    if moment is not None:
+        await _schedule(query.message, query, state, actor, repo, moment)  # type: ignore[arg-type]
 
 
 async def _schedule(
@@ -567,8 +704,14 @@ async def _schedule(
             await message.answer(text)
         return
     data = await state.get_data()
-    if data.get("event_at") and datetime.fromisoformat(data["event_at"]) <= moment:
+    deadlines = [data[k] for k in ("ack_due", "poll_due") if data.get(k)]
+    if any(datetime.fromisoformat(d) <= moment for d in deadlines):
+        text = _("That is after the deadline you chose. Choose an earlier time.")
+    elif data.get("event_at") and datetime.fromisoformat(data["event_at"]) <= moment:
         text = _("That is after the event itself. Choose an earlier time.")
+    else:
+        text = ""
+    if text:
         if query is not None:
             await query.answer(text, show_alert=True)
         else:

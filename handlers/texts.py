@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from datetime import datetime
 
 from aiogram import html
 from aiogram.utils.i18n import gettext as _
 
+from bot.dates import future, when
 from storage.models import Organisation, OrgKind, Role
 
 NAME_MAX = 128
@@ -54,16 +54,15 @@ def role_name(role: str) -> str:
 
 def kind_name(kind: str) -> str:
     names = {
-        OrgKind.KINDERGARTEN: _("kindergarten"),
-        OrgKind.SCHOOL: _("school"),
-        OrgKind.CENTRE: _("after-school centre"),
+        OrgKind.KINDERGARTEN: _("Kindergarten"),
+        OrgKind.SCHOOL: _("School"),
+        OrgKind.CENTRE: _("After-school centre"),
     }
     return names.get(OrgKind(kind), kind)
 
 
 def local_time(moment: datetime, org: Organisation | None) -> str:
-    zone = ZoneInfo(org.timezone) if org is not None else None
-    return moment.astimezone(zone).strftime("%d.%m.%Y %H:%M")
+    return when(moment, org.timezone if org is not None else None)
 
 
 # Characters that print as nothing: zero-width ones and joiners, direction
@@ -102,45 +101,6 @@ def q(text: str | None) -> str:
     return html.quote(text or "")
 
 
-_FORMATS = ("%d.%m.%Y %H:%M", "%d.%m.%y %H:%M", "%Y-%m-%d %H:%M")
-_NO_YEAR = re.compile(r"(\d{1,2})[./](\d{1,2}) (\d{1,2}:\d{2})")
-
-
-def parse_local_time(text: str, zone: str, now: datetime) -> datetime | None:
-    """A date and time typed in the organisation's zone, as an aware UTC moment.
-
-    Without a year, the next such date from now is meant (in December, "05.01"
-    is next January). Returns None when it cannot be read.
-    """
-    value = re.sub(r"\s+", " ", text.strip().replace(",", " ")).replace("в ", "")
-    tz = ZoneInfo(zone)
-    local_now = now.astimezone(tz)
-    if match := _NO_YEAR.fullmatch(value):
-        # This year's date, or next year's once this one has passed; the year is
-        # given to strptime, so 29.02 is read in a leap year (1900, its default, is not).
-        day, month, clock = match.groups()
-        for year in (local_now.year, local_now.year + 1):
-            try:
-                parsed = datetime.strptime(f"{day}.{month}.{year} {clock}", "%d.%m.%Y %H:%M")
-            except ValueError:
-                continue
-            if parsed.replace(tzinfo=tz) >= local_now - timedelta(days=1):
-                return parsed.replace(tzinfo=tz).astimezone(timezone.utc)
-        return None
-    for fmt in _FORMATS:
-        try:
-            parsed = datetime.strptime(value, fmt)
-        except ValueError:
-            continue
-        return parsed.replace(tzinfo=tz).astimezone(timezone.utc)
-    return None
-
-
 def future_time(text: str, org: Organisation) -> tuple[datetime | None, str | None]:
     """A typed date and time that must lie ahead: (the moment, None) or (None, what to tell the person)."""
-    moment = parse_local_time(text, org.timezone, datetime.now(timezone.utc))
-    if moment is None:
-        return None, _("I cannot read this date. Send it like <code>25.12 18:30</code> or <code>25.12.2026 18:30</code>.")
-    if moment <= datetime.now(timezone.utc):
-        return None, _("This time has already passed. Send a time in the future.")
-    return moment, None
+    return future(text, org.timezone)

@@ -409,6 +409,8 @@ class Post(Base):
     text: Mapped[str] = mapped_column(Text, default="")  # HTML, as the author formatted it
     media_kind: Mapped[str | None] = mapped_column(String(16))  # photo | document | video
     media_file_id: Mapped[str | None] = mapped_column(String(256))
+    # A post made from a media group: JSON [{"kind": "photo", "file_id": "..."}, ...], sent as an album.
+    album: Mapped[str | None] = mapped_column(Text)
     ask_ack: Mapped[bool] = mapped_column(default=False)
     urgent: Mapped[bool] = mapped_column(default=False)
     state: Mapped[str] = mapped_column(Code(), default=PostState.SENT)

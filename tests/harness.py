@@ -101,6 +101,15 @@ class MockedSession(BaseSession):
                 "from": BOT_USER.model_dump(),
                 "text": getattr(method, "text", None),
             }
+        if method.__api_method__ == "sendMediaGroup":
+            chat_id = int(method.chat_id)  # type: ignore[attr-defined]
+            return [
+                {"message_id": next(self._ids[chat_id]), "date": int(datetime.now(timezone.utc).timestamp()),
+                 "chat": {"id": chat_id, "type": "private"}, "from": BOT_USER.model_dump(),
+                 "media_group_id": "album", "photo": [{"file_id": str(item.media), "file_unique_id": "u",
+                                                        "width": 1, "height": 1}]}
+                for item in method.media  # type: ignore[attr-defined]
+            ]
         make = self.defaults.get(method.__api_method__)
         if make is not None:
             return make(self, method)
@@ -239,7 +248,7 @@ class Harness:
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
 
-    async def send_photo(self, who: Person) -> list[TelegramMethod[Any]]:
+    async def send_photo(self, who: Person, caption: str | None = None) -> list[TelegramMethod[Any]]:
         from aiogram.types import PhotoSize
 
         message = Message(
@@ -248,6 +257,7 @@ class Harness:
             chat=who.chat,
             from_user=who.user,
             photo=[PhotoSize(file_id="p", file_unique_id="p", width=10, height=10)],
+            caption=caption,
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
 
@@ -265,6 +275,28 @@ class Harness:
                               file_size=len(data) if file_size is None else file_size),
         )
         return await self._feed(Update(update_id=next(self._update_ids), message=message))
+    async def send_album(
+        self, who: Person, items: list[tuple[str, str]], caption: str | None = None, group: str = "album-1"
+    ) -> list[TelegramMethod[Any]]:
+        """The person sends a media group: one update per item (kind, file id), the
+        caption on the first, as Telegram delivers it; returns the calls of all of them."""
+        from aiogram.types import Document, PhotoSize, Video
+
+        calls: list[TelegramMethod[Any]] = []
+        for n, (kind, file_id) in enumerate(items):
+            media: dict[str, Any] = {}
+            if kind == "photo":
+                media["photo"] = [PhotoSize(file_id=file_id, file_unique_id=file_id, width=10, height=10)]
+            elif kind == "video":
+                media["video"] = Video(file_id=file_id, file_unique_id=file_id, width=10, height=10, duration=1)
+            else:
+                media["document"] = Document(file_id=file_id, file_unique_id=file_id)
+            message = Message(
+                message_id=next(self._message_ids), date=datetime.now(timezone.utc), chat=who.chat,
+                from_user=who.user, media_group_id=group, caption=caption if n == 0 else None, **media,
+            )
+            calls += await self._feed(Update(update_id=next(self._update_ids), message=message))
+        return calls
 
     async def press(self, who: Person, data: str, message_id: int = 1, text: str = "…") -> list[TelegramMethod[Any]]:
         """The person presses an inline button carrying `data` (real or forged)."""

@@ -300,7 +300,7 @@ async def test_stats_text_chart_and_csv(app: Harness) -> None:
     i = lines.index("<b>6Б</b> — parent: 1")
     assert lines[i + 1] == "posts 0, delivered —, acknowledged —, not reachable 0, absences (30 days) 0"
     assert "<b>Учительская</b> — administrator: 1, teacher: 1" in lines
-    assert buttons(stats) == ["st:chart", "st:csv"]
+    assert buttons(stats) == ["st:chart", "st:xlsx", "st:csv"]
     # The chart: a real PNG.
     calls = await app.press_on(ADMIN, stats, "st:chart")
     [photo] = only(calls, SendPhoto)
@@ -359,7 +359,7 @@ async def test_stats_are_for_administrators_only(app: Harness) -> None:
     for who in (P1, TEACHER):
         calls = await app.send(who, "/stats")
         assert texts(calls) == [refusal]
-        for data in ("st:chart", "st:csv"):
+        for data in ("st:chart", "st:csv", "st:xlsx"):
             calls = await app.press(who, data)
             assert answers(calls)[0].show_alert and answers(calls)[0].text == refusal
             assert not only(calls, SendPhoto) and not only(calls, SendDocument)
@@ -384,17 +384,18 @@ async def test_audit_lists_admin_actions_newest_first_with_pages_and_csv(app: Ha
     calls = await app.send(ADMIN, "/audit")
     [page] = only(calls, SendMessage)
     lines = page.text.split("\n")
-    assert lines[0] == "<b>Audit log</b> (1–10 of 14)" and len(lines) == 11
-    shown = [re.search(r"<code>(.+?)</code>", line).group(1) for line in lines[1:]]  # type: ignore[union-attr]
-    assert shown == [e.action for e in entries[:10]]
-    assert "· Админ · <code>member.rename</code> · person:" in lines[4] and "— Мария Иванова → Мария Иванова-Смирнова" in lines[4]
-    assert buttons(page) == ["au:page:10", "au:csv:0"]
+    assert lines[0] == "<b>Audit log</b> (1–10 of 12)" and len(lines) == 11
+    shown = [line.split(" · ")[2] for line in lines[1:]]
+    assert shown[:4] == ["Invitation created", "Child moved to another group", "Member removed",
+                         "Member's name corrected"]  # actions in words, not codes
+    assert "· Админ · Member's name corrected · Мария Иванова-Смирнова — Мария Иванова → Мария Иванова-Смирнова" in lines[4]
+    assert buttons(page) == ["au:page:10", "au:xlsx:0", "au:csv:0"]
     calls = await app.press_on(ADMIN, page, "au:page:10")
     [page2] = only(calls, EditMessageText)
     lines = page2.text.split("\n")
-    assert lines[0] == "<b>Audit log</b> (11–14 of 14)"
-    assert [re.search(r"<code>(.+?)</code>", line).group(1) for line in lines[1:]] == [e.action for e in entries[10:]]  # type: ignore[union-attr]
-    assert buttons(page2) == ["au:page:0", "au:csv:0"]
+    assert lines[0] == "<b>Audit log</b> (11–12 of 12)"
+    assert lines[-1].split(" · ")[2] == "Organisation set up"
+    assert buttons(page2) == ["au:page:0", "au:xlsx:0", "au:csv:0"]
     calls = await app.press(ADMIN, "au:page:0")
     assert only(calls, EditMessageText)[0].text == page.text
     # The CSV has every entry, newest first.
@@ -416,7 +417,7 @@ async def test_audit_is_for_administrators_only(app: Harness) -> None:
     for who in (P1, TEACHER):
         calls = await app.send(who, "/audit")
         assert texts(calls) == [refusal]
-        for data in ("au:page:10", "au:page:0", "au:csv:0"):
+        for data in ("au:page:10", "au:page:0", "au:csv:0", "au:xlsx:0"):
             calls = await app.press(who, data)
             assert answers(calls)[0].show_alert and answers(calls)[0].text == refusal
             assert not only(calls, SendDocument) and not only(calls, EditMessageText)

@@ -251,7 +251,7 @@ async def test_schedule_replaces_the_current_one_and_events_give_an_ics(app: Har
     await app.press(TEACHER, "cmp:send:")
     sent = await app.flush()
     [event_copy] = [c for c in copies_to(sent, P1.id) if "Праздник" in c.text]
-    assert "25.12.2099 18:30" in event_copy.text and "Актовый зал" in event_copy.text
+    assert "Fri, 25 December 2099, 18:30" in event_copy.text and "Актовый зал" in event_copy.text
     calls = await app.send(P1, "/events")
     assert "Праздник осени" in texts(calls)[0]
     ics = only(calls, SendDocument)[0].document.data  # type: ignore[union-attr]
@@ -353,9 +353,10 @@ def test_long_lists_are_split_into_messages_telegram_accepts() -> None:
     assert in_messages(["x" * 5000]) == ["x" * 4096]
 
 
-async def test_a_post_whose_copy_would_be_too_long_for_telegram_goes_back_to_the_text(app: Harness) -> None:
+async def test_a_post_whose_copy_is_too_long_for_one_message_goes_out_in_two(app: Harness) -> None:
     """The author's text fits, but with the heading, a long place and the signature
-    the copy would not: no preview Telegram would refuse, and nothing is sent."""
+    the copy would not: the preview and every copy come in two messages, split
+    between paragraphs, the buttons on the last."""
     a, _b = await school(app)
     await app.send(TEACHER, "/post")
     await app.press(TEACHER, "cmp:kind:event")
@@ -364,11 +365,22 @@ async def test_a_post_whose_copy_would_be_too_long_for_telegram_goes_back_to_the
     await app.send(TEACHER, "Ёлка " * 759)  # 3,795 characters: within the text's own limit
     await app.send(TEACHER, f"{datetime.now(timezone.utc) + timedelta(days=3):%d.%m.%Y} 18:30")
     await app.send(TEACHER, "Актовый зал, " * 38)  # 494 characters of place
+    await app.press(TEACHER, "cmp:ack:")
     calls = await app.press(TEACHER, "cmp:preview:")
-    assert "4096" in texts(calls)[-1] and not only(calls, SendMessage), texts(calls)
-    calls = await app.send(TEACHER, "Ёлка в пятницу")  # a shorter text: the steps follow again
-    assert any("When is it?" in t for t in texts(calls)), texts(calls)
-    # Escaped characters count once, as Telegram counts them.
+    preview = [c for c in only(calls, SendMessage) if "Ёлка" in c.text or "Актовый" in c.text]
+    assert len(preview) == 2 and preview[0].reply_markup is None and preview[1].reply_markup is not None
+    assert "2 consecutive messages" in texts(calls)[-2]
+    await app.press(TEACHER, "cmp:send:")
+    sent = await app.flush()
+    mine = copies_to(sent, P1.id)
+    assert len(mine) == 2 and mine[0].text.startswith("<b>📅 Event</b>") and mine[0].reply_markup is None
+    assert mine[1].text.startswith("📍 Актовый зал") and "Acknowledge" in str(mine[1].reply_markup)  # between paragraphs
+    assert mine[0].text.rstrip().endswith("18:30")
     from bot.posts import visible_length
 
+    assert all(visible_length(c.text) <= 4096 for c in mine)
+    # The card counts people, not messages.
+    card = [c for c in only(sent, EditMessageText) if c.chat_id == TEACHER.id][-1].text
+    assert "Recipients: 3" in card and "delivered: 3" in card
+    # Escaped characters count once, as Telegram counts them.
     assert visible_length("&lt;" * 1000 + "<b>x</b>") == 1001 and visible_length("👍") == 2

@@ -8,7 +8,7 @@
   codes for staff roles, or made by someone who was an admin, are marked so.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0008'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
