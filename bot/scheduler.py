@@ -22,6 +22,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -40,6 +41,7 @@ from bot.posts import (
     plain_text,
     publish,
 )
+from bot.retention import Retention
 from bot.timeline import next_weekly_reminder, quiet_until
 from storage.models import (
     DeliveryStatus,
@@ -70,6 +72,7 @@ class Scheduler:
         clock: Callable[[], datetime] = utcnow,
         worker: str = "main",
         lease: timedelta = timedelta(seconds=30),
+        retention: Retention | None = None,
     ) -> None:
         self.session_maker = session_maker
         self.i18n = i18n
@@ -85,6 +88,7 @@ class Scheduler:
         self.lease = lease
         self.leading = worker == "main"  # alone (tests, benches): always; workers: by lease
         self._cache: _BatchCache | None = None
+        self.retention = retention
 
     # -- the clock --------------------------------------------------------------------
 
@@ -98,6 +102,10 @@ class Scheduler:
                          coalesce=True, max_instances=1, misfire_grace_time=None)
         self.aps.add_job(self._tick, IntervalTrigger(seconds=30), id="sweep", coalesce=True,
                          max_instances=1, misfire_grace_time=None)
+        if self.retention is not None:
+            # Once a day, at night in Europe (02:40 UTC).
+            self.aps.add_job(self._retain, CronTrigger(hour=2, minute=40, timezone=timezone.utc), id="retention",
+                             coalesce=True, max_instances=1, misfire_grace_time=None)
         await self._lead()
 
     async def _lead(self) -> None:
@@ -120,6 +128,15 @@ class Scheduler:
         elif not held and self.leading:
             log.warning("scheduler: %s lost the lease", self.worker)
             self.leading = False
+
+    async def _retain(self) -> None:
+        """The daily clean-up, by the worker that runs the clock."""
+        if not self.leading or self.retention is None:
+            return
+        try:
+            await self.retention.run()
+        except Exception:
+            log.exception("scheduler: retention failed; it runs again tomorrow")
 
     async def stop(self) -> None:
         if self.aps is not None:

@@ -21,6 +21,7 @@ from storage.models import (
     Block,
     Delivery,
     DeliveryStatus,
+    DeliveryTally,
     DueItem,
     DueState,
     Group,
@@ -688,8 +689,11 @@ class Repo:
         )
         return {p.id: p for p in rows}
 
-    async def post_recipients(self, post: Post, group_ids: Iterable[int]) -> Sequence[Person]:
-        """Everyone a post is for, once each, never its author."""
+    async def post_recipients(
+        self, post: Post, group_ids: Iterable[int], *, person_id: int | None = None
+    ) -> Sequence[Person]:
+        """Everyone a post is for, once each, never its author (with `person_id`:
+        that person if they are one, a member since before it was sent)."""
         roles: list[str]
         if post.audience == "org":
             roles = [r.value for r in Role]
@@ -718,6 +722,10 @@ class Repo:
             stmt = stmt.where(Membership.group_id.in_(list(group_ids)))
         if post.author_id is not None:
             stmt = stmt.where(Person.id != post.author_id)
+        if person_id is not None:
+            stmt = stmt.where(Person.id == person_id)
+            if post.sent_at is not None:
+                stmt = stmt.where(Membership.created_at <= post.sent_at)
         return (await self.session.scalars(stmt)).all()
 
     async def add_deliveries(self, rows: list[dict]) -> None:
@@ -745,12 +753,20 @@ class Repo:
         ).all()
 
     async def delivery_counts(self, post_id: int) -> dict[str, int]:
+        """A post's copies by status: those the outbox holds and those folded into the tally."""
         rows = await self.session.execute(
             select(Delivery.status, func.count())
             .where(Delivery.post_id == post_id, Delivery.topic == "post")
             .group_by(Delivery.status)
         )
-        return {status: n for status, n in rows}
+        counts = {status: n for status, n in rows}
+        folded = await self.session.execute(
+            select(DeliveryTally.status, DeliveryTally.copies)
+            .where(DeliveryTally.post_id == post_id, DeliveryTally.group_id.is_(None))
+        )
+        for status, n in folded:
+            counts[status] = counts.get(status, 0) + n
+        return counts
 
     async def ack_count(self, post_id: int) -> int:
         return await self.session.scalar(
@@ -758,11 +774,19 @@ class Repo:
         ) or 0
 
     async def is_addressee(self, post_id: int, person_id: int) -> bool:
-        return (
+        if (
             await self.session.scalar(
                 select(Delivery.id).where(Delivery.post_id == post_id, Delivery.person_id == person_id).limit(1)
             )
-        ) is not None
+        ) is not None:
+            return True
+        # An old post's copies are folded into counts: whoever was in its
+        # audience when it was sent is one of its recipients.
+        post = await self.session.get(Post, post_id)
+        if post is None or post.copies_folded_at is None:
+            return False
+        group_ids = await self.session.scalars(select(PostGroup.group_id).where(PostGroup.post_id == post_id))
+        return bool(await self.post_recipients(post, list(group_ids), person_id=person_id))
 
     async def acknowledge(self, org_id: int, post_id: int, person_id: int) -> bool:
         """True if this is the person's first acknowledgement of the post."""
@@ -1062,6 +1086,18 @@ class Repo:
                     select(Pupil.full_name, Absence.start_date, Absence.end_date, Absence.reason)
                     .join(Pupil, Pupil.id == Absence.pupil_id).where(Absence.parent_id == person_id))
             ],
+            "admin_actions": [
+                {"action": action, "subject": subject, "detail": detail, "at": at}
+                for action, subject, detail, at in await rows(
+                    select(AuditEntry.action, AuditEntry.subject, AuditEntry.detail, AuditEntry.created_at)
+                    .where(AuditEntry.actor_id == person_id).order_by(AuditEntry.created_at))
+            ],
+            "audit_entries_about_you": [
+                {"action": action, "detail": detail, "at": at}
+                for action, detail, at in await rows(
+                    select(AuditEntry.action, AuditEntry.detail, AuditEntry.created_at)
+                    .where(AuditEntry.subject == f"person:{person_id}").order_by(AuditEntry.created_at))
+            ],
             "messages_sent": await self.session.scalar(
                 select(func.count(Relay.id)).where(Relay.sender_id == person_id)),
             "messages_received": await self.session.scalar(
@@ -1097,6 +1133,8 @@ class Repo:
             update(JoinRequest).where(JoinRequest.decided_by_id == pid).values(decided_by_id=None),
             update(Membership).where(Membership.verified_by_id == pid).values(verified_by_id=None),
             update(Delivery).where(Delivery.person_id == pid).values(person_id=None, chat_id=0),
+            # The audit log keeps that something was done, not their name (a rename's old and new).
+            update(AuditEntry).where(AuditEntry.subject == f"person:{pid}").values(detail=None),
         ):
             await self.session.execute(stmt.execution_options(synchronize_session=False))
         # The row stays (invitations and the audit log point at it) but says nothing.
@@ -1162,7 +1200,15 @@ class Repo:
             .where(Post.org_id == org_id, Delivery.topic == "post")
             .group_by(PostGroup.group_id, Delivery.status, Post.ask_ack)
         )
-        for group_id, status, ask_ack, n in copies:
+        # Old copies folded into counts (bot/retention.py), attributed the same way when folded.
+        folded = await self.session.execute(
+            select(DeliveryTally.group_id, DeliveryTally.status, Post.ask_ack, func.sum(DeliveryTally.copies))
+            .join(Post, Post.id == DeliveryTally.post_id)
+            .where(DeliveryTally.org_id == org_id, DeliveryTally.group_id.is_not(None))
+            .group_by(DeliveryTally.group_id, DeliveryTally.status, Post.ask_ack)
+        )
+        for group_id, status, ask_ack, n in [*copies, *folded]:
+            n = int(n)
             row = out.setdefault(group_id, {})
             row[status] = row.get(status, 0) + n
             if ask_ack and status in (DeliveryStatus.SENT, DeliveryStatus.DIGESTED):
@@ -1189,7 +1235,14 @@ class Repo:
             .where(Post.org_id == org_id, Delivery.topic == "post")
             .group_by(Delivery.status, Post.ask_ack)
         )
-        for status, ask_ack, n in rows:
+        folded = await self.session.execute(
+            select(DeliveryTally.status, Post.ask_ack, func.sum(DeliveryTally.copies))
+            .join(Post, Post.id == DeliveryTally.post_id)
+            .where(DeliveryTally.org_id == org_id, DeliveryTally.group_id.is_(None))
+            .group_by(DeliveryTally.status, Post.ask_ack)
+        )
+        for status, ask_ack, n in [*rows, *folded]:
+            n = int(n)
             totals["copies"] = totals.get("copies", 0) + n
             if status in (DeliveryStatus.SENT, DeliveryStatus.DIGESTED):
                 totals["delivered"] = totals.get("delivered", 0) + n
