@@ -289,7 +289,8 @@ class Delivery(Base):
         Index("ix_delivery_due", "status", "next_attempt_at"),
         Index("ix_delivery_topic", "topic", "ref_id"),
         # A post's copies by status (the author's card) without reading the rows.
-        Index("ix_delivery_post_topic_status", "post_id", "topic", "status"),
+        # (person_id too: /stats counts copies per recipient's group from the index alone.)
+        Index("ix_delivery_post_topic_status", "post_id", "topic", "status", "person_id"),
         # The edits of one message (is a newer edit on its way?), the copies a digest carries.
         Index("ix_delivery_edit_of", "edit_of_id"),
     )
@@ -348,9 +349,10 @@ class AuditEntry(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    # Indexed for /mydata and /forget (what a person did, what was done about them).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
     action: Mapped[str] = mapped_column(String(48))
-    subject: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

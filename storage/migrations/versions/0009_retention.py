@@ -41,16 +41,20 @@ def upgrade() -> None:
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         # (post_id, topic, status) leads with post_id: the single-column index is redundant.
         batch_op.drop_index('ix_delivery_post_id')
-        batch_op.create_index('ix_delivery_post_topic_status', ['post_id', 'topic', 'status'], unique=False)
+        batch_op.create_index('ix_delivery_post_topic_status', ['post_id', 'topic', 'status', 'person_id'], unique=False)
         batch_op.create_index('ix_delivery_edit_of', ['edit_of_id'], unique=False)
 
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_entry_org_id')
         batch_op.create_index('ix_audit_entry_org_created', ['org_id', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_entry_actor_id'), ['actor_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_entry_subject'), ['subject'], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_entry_subject'))
+        batch_op.drop_index(batch_op.f('ix_audit_entry_actor_id'))
         batch_op.drop_index('ix_audit_entry_org_created')
         batch_op.create_index('ix_audit_entry_org_id', ['org_id'], unique=False)
 
