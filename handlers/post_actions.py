@@ -13,7 +13,6 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
-from icalendar import Calendar, Event
 
 from bot.actor import Actor
 from bot.posts import (
@@ -445,6 +444,8 @@ async def events_command(message: Message, actor: Actor, repo: Repo) -> None:
         await message.answer(_("No upcoming events."))
         return
     lines = [_("<b>Upcoming events</b>")]
+    from icalendar import Calendar, Event  # only when first needed: it weighs on the idle process
+
     calendar = Calendar()
     calendar.add("prodid", "-//Parta//parta//")
     calendar.add("version", "2.0")
