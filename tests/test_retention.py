@@ -11,7 +11,7 @@ import json
 from datetime import timedelta
 
 from aiogram.methods import AnswerCallbackQuery, EditMessageText, SendDocument, SendMessage
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from bot.retention import Retention, months_before
 from storage.models import AuditEntry, Delivery, DeliveryTally, Organisation, Post, utcnow
@@ -19,7 +19,7 @@ from tests.conftest import ADMIN
 from tests.flows import to_english
 from tests.harness import Harness, only, texts
 from tests.test_oversight import poll_vote, post_with_ack
-from tests.test_posting import P1, P2, TEACHER, compose, copies_to, school
+from tests.test_posting import P1, P2, TEACHER, compose, school
 
 
 async def card_text(app: Harness, post_id: int) -> str:
@@ -180,5 +180,20 @@ async def test_mydata_covers_what_is_kept_and_forget_clears_it(app: Harness) -> 
     async with app.session_maker() as s:
         details = (await s.scalars(select(AuditEntry.detail).where(AuditEntry.subject == f"person:{p1}"))).all()
     assert details and all(d is None for d in details)
-    assert copies_to  # (imported for the shapes of the history above)
-    _ = update
+
+
+async def test_the_scheduler_runs_retention_daily(app: Harness) -> None:
+    from bot.scheduler import Scheduler
+
+    posts = await a_history(app)
+    later = utcnow() + timedelta(days=91)
+    retention = Retention(app.session_maker, keep_copies=timedelta(days=90), clock=lambda: later)
+    scheduler = Scheduler(app.session_maker, app.scheduler.i18n, "ru", lambda: None, retention=retention)
+    await scheduler.start()
+    try:
+        job = scheduler.aps.get_job("retention")  # type: ignore[union-attr]
+        assert job is not None and str(job.trigger) == "cron[hour='2', minute='40']"
+        await job.func()  # what the clock runs at 02:40 UTC
+    finally:
+        await scheduler.stop()
+    assert await count(app, Post, Post.copies_folded_at.is_not(None)) == len(posts)
