@@ -288,9 +288,11 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_delivery_due", "status", "next_attempt_at"),
         Index("ix_delivery_topic", "topic", "ref_id"),
-        # A post's copies by status (the author's card) without reading the rows.
-        # (person_id too: /stats counts copies per recipient's group from the index alone.)
-        Index("ix_delivery_post_topic_status", "post_id", "topic", "status", "person_id"),
+        # A post's copies by status (the author's card), and /stats counting every
+        # copy by status and recipient, from the index alone (the rows carry payloads).
+        Index("ix_delivery_topic_post", "topic", "post_id", "status", "person_id"),
+        # Is this person one of the post's recipients (every Acknowledge press)?
+        Index("ix_delivery_post_person", "post_id", "person_id"),
         # The edits of one message (is a newer edit on its way?), the copies a digest carries.
         Index("ix_delivery_edit_of", "edit_of_id"),
     )

@@ -39,9 +39,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('copies_folded_at', sa.DateTime(), nullable=True))
 
     with op.batch_alter_table('delivery', schema=None) as batch_op:
-        # (post_id, topic, status) leads with post_id: the single-column index is redundant.
+        # (post_id, person_id) leads with post_id: the single-column index is redundant.
         batch_op.drop_index('ix_delivery_post_id')
-        batch_op.create_index('ix_delivery_post_topic_status', ['post_id', 'topic', 'status', 'person_id'], unique=False)
+        batch_op.create_index('ix_delivery_post_person', ['post_id', 'person_id'], unique=False)
+        batch_op.create_index('ix_delivery_topic_post', ['topic', 'post_id', 'status', 'person_id'], unique=False)
         batch_op.create_index('ix_delivery_edit_of', ['edit_of_id'], unique=False)
 
     with op.batch_alter_table('audit_entry', schema=None) as batch_op:
@@ -60,7 +61,8 @@ def downgrade() -> None:
 
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_edit_of')
-        batch_op.drop_index('ix_delivery_post_topic_status')
+        batch_op.drop_index('ix_delivery_topic_post')
+        batch_op.drop_index('ix_delivery_post_person')
         batch_op.create_index('ix_delivery_post_id', ['post_id'], unique=False)
 
     with op.batch_alter_table('post', schema=None) as batch_op:
