@@ -35,14 +35,18 @@ from storage.models import (
 
 LIVE = (DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.HELD.value)
 SETTLED = tuple(s.value for s in DeliveryStatus if s.value not in LIVE)
-# Rows about a post that carry its id in `ref_id` only (the card, edits, summaries).
+# Rows that carry the post's id in `post_id` (bot/posts.broadcast: copies, reminders, renotifications).
+COPY_TOPICS = ("post", "post_renotify", "event_reminder")
+# Rows about a post that carry its id in `ref_id` (the card, edits, summaries).
 POST_TOPICS = ("post", "post_renotify", "event_reminder", "post_edit", "post_withdraw", "post_card",
                "post_card-edit", "ack_deadline", "poll_result")
 
 
 async def foldable_posts(session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
     """Posts sent before `cutoff` whose copies can no longer change."""
-    live_copy = exists().where(Delivery.post_id == Post.id, Delivery.status.in_(LIVE))
+    # (By topic: one seek each in the (topic, post_id, status) index, not every copy's row.)
+    live_copy = exists().where(Delivery.topic.in_(COPY_TOPICS), Delivery.post_id == Post.id,
+                               Delivery.status.in_(LIVE))
     live_about = exists().where(Delivery.topic.in_(POST_TOPICS), Delivery.ref_id == Post.id,
                                 Delivery.status.in_(LIVE))
     ids = await session.scalars(
