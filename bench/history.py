@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -82,7 +82,7 @@ from bot.settings import Settings  # noqa: E402
 from dispatch import Updates  # noqa: E402
 from storage.db import create_engine, create_session_maker  # noqa: E402
 from storage.migrate import upgrade  # noqa: E402
-from storage.models import Delivery, DeliveryStatus, Post, PostGroup, PostKind, PostState, utcnow  # noqa: E402
+from storage.models import Delivery, DeliveryStatus, Post, PostKind, PostState, utcnow  # noqa: E402
 from storage.repo import Repo  # noqa: E402
 from tests.harness import BOT_USER, TOKEN, MockedSession, Person, make_bot  # noqa: E402
 
@@ -470,14 +470,6 @@ class Capture:
         self.seen.setdefault(self.label + ": " + " ".join(statement.split())[:160], (statement, parameters))
 
     label = ""
-
-
-@dataclass
-class Figures:
-    rows: dict[str, str] = field(default_factory=dict)
-
-    def put(self, key: str, value: str) -> None:
-        self.rows[key] = value
 
 
 def median_us(times: list[float]) -> float:
