@@ -97,7 +97,7 @@ from sqlalchemy import event, func, insert, select, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from bot.i18n import create_i18n  # noqa: E402
-from bot.scheduler import BATCH, Scheduler  # noqa: E402
+from bot.scheduler import BATCH, BURST_BATCH, Scheduler  # noqa: E402
 from storage.models import (  # noqa: E402
     Delivery,
     DueItem,
@@ -358,6 +358,7 @@ class Case:
     trace: bool = False  # tracemalloc during the run too
     profile: bool = False
     max_wait: float = 60.0  # seconds after the last due moment before giving up
+    burst_batch: int = 0  # the scheduler's batch size while a backlog remains (0: as it is)
 
 
 @dataclass
@@ -461,6 +462,8 @@ async def run_case(case: Case, tmp: str) -> Result:
 
         tracemalloc.start()
         scheduler = Scheduler(session_maker, i18n, "ru", _noop)
+        if case.burst_batch:
+            scheduler.burst_batch = case.burst_batch
         t = time.perf_counter()
         await scheduler.start()
         res.start_armed_s = time.perf_counter() - t
@@ -690,7 +693,7 @@ def versions() -> str:
             f"SQLAlchemy {sqlalchemy.__version__}, aiosqlite {v('aiosqlite')}, aiogram {v('aiogram')}, "
             f"SQLite {__import__('sqlite3').sqlite_version}; {os.cpu_count()} CPUs ({platform.machine()}, "
             f"{platform.system()} {platform.release()}), load average {os.getloadavg()[0]:.2f} at start; "
-            f"scheduler batch size {BATCH}")
+            f"scheduler batch size {BATCH}, then {BURST_BATCH} while a backlog remains")
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -700,6 +703,9 @@ async def main(args: argparse.Namespace) -> None:
     n, b = args.n, args.burst
     cases = [
         Case("spread", pending=n, due=n, window=args.window, lead=args.lead, max_wait=args.max_wait),
+        # The same burst as before batching grew (every transaction 50 items), in the same run.
+        Case(f"burst (before: batches of {BATCH} only)", pending=n, due=b, window=0.0, lead=args.lead,
+             max_wait=args.max_wait, burst_batch=BATCH),
         Case("burst", pending=n, due=b, window=0.0, lead=args.lead, profile=args.profile, max_wait=args.max_wait),
     ]
     if "traced" in args.cases:

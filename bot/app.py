@@ -33,6 +33,7 @@ from bot.menus import default_menus
 from bot.middlewares import ActorMiddleware, DialogState, Flood, Isolation, LocaleMiddleware, UnitOfWork
 from bot.outbox import Outbox, RedisPacer
 from bot.posts import progress_hook
+from bot.retention import Retention
 from bot.scheduler import Scheduler
 from bot.settings import LOCALES, Settings
 from bot.throttle import WrongCodeThrottle
@@ -127,7 +128,8 @@ async def run(settings: Settings) -> None:
         outbox.on_progress = progress_hook(session_maker, i18n, settings.default_locale, outbox.wake)
         scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake, admin_ids=settings.admin_ids,
                               grace=timedelta(hours=settings.grace_hours), worker=name,
-                              lease=timedelta(seconds=settings.scheduler_lease_seconds))
+                              lease=timedelta(seconds=settings.scheduler_lease_seconds),
+                              retention=Retention(session_maker, keep_copies=timedelta(days=settings.delivery_keep_days)))
         dp = create_dispatcher(settings, session_maker, outbox=outbox, bot_username=me.username or "",
                                scheduler=scheduler, i18n=i18n, storage=storage, isolation=isolation,
                                once=True, flood=Flood())

@@ -23,6 +23,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -44,6 +45,7 @@ from bot.posts import (
     plain_text,
     publish,
 )
+from bot.retention import Retention
 from bot.timeline import next_weekly_reminder, quiet_until
 from storage.models import (
     DeliveryStatus,
@@ -59,6 +61,10 @@ from storage.repo import Repo
 
 log = logging.getLogger("parta.scheduler")
 BATCH = 50  # items per transaction: small, so what fired becomes visible soon
+# …then, while a backlog remains (a burst of reminders due at the same
+# instant), larger ones: each transaction has a fixed cost (the claim, the
+# look-ups, the inserts) that 50 items do not repay (bench/reminders.py).
+BURST_BATCH = 400
 DIGEST_SIZE = 20  # posts per digest message, well within 4,096 characters
 
 
@@ -75,6 +81,8 @@ class Scheduler:
         worker: str = "main",
         lease: timedelta = timedelta(seconds=30),
         admin_ids: frozenset[int] = frozenset(),
+        retention: Retention | None = None,
+        burst_batch: int = BURST_BATCH,
     ) -> None:
         self.admin_ids = admin_ids
         self.session_maker = session_maker
@@ -91,6 +99,8 @@ class Scheduler:
         self.lease = lease
         self.leading = worker == "main"  # alone (tests, benches): always; workers: by lease
         self._cache: _BatchCache | None = None
+        self.retention = retention
+        self.burst_batch = burst_batch
 
     # -- the clock --------------------------------------------------------------------
 
@@ -104,6 +114,10 @@ class Scheduler:
                          coalesce=True, max_instances=1, misfire_grace_time=None)
         self.aps.add_job(self._tick, IntervalTrigger(seconds=30), id="sweep", coalesce=True,
                          max_instances=1, misfire_grace_time=None)
+        if self.retention is not None:
+            # Once a day, at night in Europe (02:40 UTC).
+            self.aps.add_job(self._retain, CronTrigger(hour=2, minute=40, timezone=timezone.utc), id="retention",
+                             coalesce=True, max_instances=1, misfire_grace_time=None)
         await self._lead()
 
     async def _lead(self) -> None:
@@ -126,6 +140,15 @@ class Scheduler:
         elif not held and self.leading:
             log.warning("scheduler: %s lost the lease", self.worker)
             self.leading = False
+
+    async def _retain(self) -> None:
+        """The daily clean-up, by the worker that runs the clock."""
+        if not self.leading or self.retention is None:
+            return
+        try:
+            await self.retention.run()
+        except Exception:
+            log.exception("scheduler: retention failed; it runs again tomorrow")
 
     async def stop(self) -> None:
         if self.aps is not None:
@@ -168,11 +191,12 @@ class Scheduler:
     async def run_due(self, now: datetime | None = None) -> int:
         """Fires everything due by `now`; returns how many items fired."""
         fired = 0
+        limit = BATCH
         async with self._lock:
             while True:
                 moment = now or self.clock()
                 try:
-                    count, more = await self._batch(moment, BATCH)
+                    count, more = await self._batch(moment, limit)
                 except Exception:
                     # One bad item must not hold the others: go one by one.
                     log.exception("scheduler: a batch failed; retrying item by item")
@@ -180,6 +204,7 @@ class Scheduler:
                 fired += count
                 if not more:
                     break
+                limit = self.burst_batch
         if fired:
             self.wake_outbox()
         return fired

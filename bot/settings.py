@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     send_rate: float = Field(default=30.0, ge=0)
     # What fell due while the bot was down is still sent if at most this late.
     grace_hours: float = Field(default=6.0, ge=0)
+    # Post copies older than this are folded into per-post counts and deleted
+    # from the outbox (bot/retention.py); the figures stay.
+    delivery_keep_days: int = Field(default=90, ge=7, le=3650)
 
     # Large deployments: several webhook workers on PostgreSQL and Redis.
     redis_url: str | None = None  # shared dialog state, rate limits; marks a multi-worker deployment

@@ -10,7 +10,6 @@ import io
 import secrets
 from datetime import timedelta
 
-import segno
 from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
@@ -60,6 +59,8 @@ def deep_link(bot_username: str, code: str) -> str:
 
 
 def qr_png(link: str) -> bytes:
+    import segno  # only when first needed: it weighs on the idle process
+
     buffer = io.BytesIO()
     segno.make(link, error="m").save(buffer, kind="png", scale=10, border=4)
     return buffer.getvalue()

@@ -10,6 +10,7 @@ from datetime import timedelta
 from aiogram import F, Router
 from aiogram.filters import Command
 from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
 from aiogram.types import BufferedInputFile, CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -45,7 +46,7 @@ def create_router() -> Router:
 
 
 def may_see_stats(actor: Actor) -> bool:
-    return actor.org is not None and (actor.is_admin or actor.is_head)
+    return actor.can(rights.Cap.STATS)
 
 
 def pct(part: int, whole: int) -> str:
@@ -98,11 +99,17 @@ async def gather(actor: Actor, repo: Repo) -> dict:  # type: ignore[type-arg]
     }
 
 
-async def stats_command(message: Message, actor: Actor, repo: Repo) -> None:
+SNAPSHOT_SECONDS = 600
+
+
+async def stats_command(message: Message, actor: Actor, repo: Repo, state: FSMContext) -> None:
     if not may_see_stats(actor):
         await message.answer(rights.REFUSED + _("Only administrators and the head see statistics."))
         return
     data = await gather(actor, repo)
+    # The chart and the CSV buttons show these same figures (a year of history
+    # makes gathering them the costly part), unless they are pressed much later.
+    await state.update_data(stats_snapshot={"org": actor.org.id, "at": utcnow().timestamp(), "data": data})  # type: ignore[union-attr]
     lines = [_("<b>Statistics of {org}</b>").format(org=q(actor.org.name))]  # type: ignore[union-attr]
     lines.append(_("Active people: {a7} in 7 days, {a30} in 30 days.").format(a7=data["active7"], a30=data["active30"]))
     lines.append(_("Joined per week (8 weeks): {weeks}").format(weeks=" · ".join(str(n) for n in data["weeks"])))
@@ -145,11 +152,13 @@ def stats_csv(data: dict) -> bytes:  # type: ignore[type-arg]
     return buffer.getvalue().encode("utf-8-sig")  # the BOM lets spreadsheet programs read Cyrillic
 
 
-async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor, repo: Repo) -> None:
+async def stats_file(query: CallbackQuery, callback_data: StatsCb, actor: Actor, repo: Repo, state: FSMContext) -> None:
     if not may_see_stats(actor):
         await query.answer(rights.REFUSED + _("Only administrators and the head see statistics."), show_alert=True)
         return
-    data = await gather(actor, repo)
+    snapshot = (await state.get_data()).get("stats_snapshot") or {}
+    fresh = snapshot.get("org") == actor.org.id and utcnow().timestamp() - snapshot.get("at", 0) < SNAPSHOT_SECONDS  # type: ignore[union-attr]
+    data = snapshot["data"] if fresh else await gather(actor, repo)
     await query.answer()
     stamp = utcnow().strftime("%Y-%m-%d")
     if callback_data.action == "chart":

@@ -171,6 +171,10 @@ async def on_card(
         return
     org = actor.org
     action = callback_data.action
+    if action in ("pending", "renotify") and post.copies_folded_at is not None:
+        await query.answer(_("This post is old: its copies are kept only as counts, so who has not acknowledged "
+                             "is no longer known."), show_alert=True)
+        return
     if action == "pending":
         people = await repo.not_acknowledged(post.id)
         names = ", ".join(p.display_name for p in people[:200]) or _("everyone has acknowledged 🎉")

@@ -115,29 +115,18 @@ def create_router() -> Router:
 
 
 def refusal(actor: Actor) -> str | None:
-    if actor.org is None or not actor.is_member:
-        return rights.REFUSED + _("Only staff can post. Send /start.")
-    if actor.is_admin or actor.is_head or _class_groups(actor):
-        return None
-    if actor.awaiting_verification:
-        return _("You are waiting for an administrator to verify you. Until then you cannot post.")
-    return rights.REFUSED + _("Only teachers, specialists, the head and administrators can post.")
-
-
-def _class_groups(actor: Actor) -> set[int]:
-    return {m.group_id for m in actor.active() if m.group_id in actor.teaching_group_ids() and m.group.kind == GroupKind.CLASS}
+    """Why this person may not post now (bot.rights decides), or None."""
+    return None if actor.can(rights.Cap.POST) else rights.refusal(actor, rights.Cap.POST)
 
 
 async def postable_groups(actor: Actor, repo: Repo) -> list[Group]:
     groups = await repo.groups(actor.org.id, include_staff=False)  # type: ignore[union-attr]
-    if actor.is_admin or actor.is_head:
-        return list(groups)
-    mine = _class_groups(actor)
-    return [g for g in groups if g.id in mine]
+    where = actor.scope(rights.Cap.POST)
+    return [g for g in groups if g.id in where]
 
 
 def may_post_wide(actor: Actor) -> bool:
-    return actor.is_admin or actor.is_head
+    return actor.can(rights.Cap.POST_WIDE)
 
 
 # -- the dialog ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import rights
 from bot.actor import Actor
+from bot.retention import AUDIT_MONTHS
 from bot.timeline import parse_hhmm
 from handlers.filters import TEXT_INPUT
 from storage.models import DbInt
@@ -35,7 +36,7 @@ class TimeForm(StatesGroup):
 
 
 class SettingsCb(CallbackData, prefix="set"):
-    action: str  # instant | digest | digest_type | quiet | quiet_type | cutoff | office
+    action: str  # instant | digest | digest_type | quiet | quiet_type | cutoff | office | audit
     index: DbInt = 0  # which preset (":" cannot travel in callback data)
 
 
@@ -51,6 +52,7 @@ def create_router() -> Router:
     router.message.register(got_quiet, StateFilter(QuietForm.typed), TEXT_INPUT)
     router.callback_query.register(set_cutoff, SettingsCb.filter(F.action == "cutoff"))
     router.callback_query.register(set_office, SettingsCb.filter(F.action == "office"))
+    router.callback_query.register(set_audit_months, SettingsCb.filter(F.action == "audit"))
     return router
 
 
@@ -74,6 +76,10 @@ def cutoff_text(cutoff: str | None) -> str:
     return _("Absence notices for today sent after {time} are marked late.").format(time=cutoff or "—")
 
 
+def audit_text(months: int) -> str:
+    return _("The audit log is kept for {n} months; older entries are deleted.").format(n=months)
+
+
 def _view(actor: Actor) -> tuple[str, InlineKeyboardMarkup]:
     kb = InlineKeyboardBuilder()
     sizes = []
@@ -95,7 +101,7 @@ def _view(actor: Actor) -> tuple[str, InlineKeyboardMarkup]:
         sizes += [2, 2]
     if actor.is_admin and actor.org is not None:
         lines += ["", _("<b>For the whole organisation</b>"), quiet_text(actor.org.quiet_start, actor.org.quiet_end),
-                  cutoff_text(actor.org.absence_cutoff)]
+                  cutoff_text(actor.org.absence_cutoff), audit_text(actor.org.audit_keep_months)]
         for i, preset in enumerate(QUIET_PRESETS):
             label = _("Quiet hours off") if preset == "off" else "🌙 " + preset.replace("-", "–")
             kb.button(text=label, callback_data=SettingsCb(action="quiet", index=i))
@@ -103,7 +109,10 @@ def _view(actor: Actor) -> tuple[str, InlineKeyboardMarkup]:
         for i, cutoff in enumerate(CUTOFF_PRESETS):
             mark = "☑️ " if actor.org.absence_cutoff == cutoff else ""
             kb.button(text=mark + _("Late after {time}").format(time=cutoff), callback_data=SettingsCb(action="cutoff", index=i))
-        sizes += [2, 2, 1, 3]
+        for i, months in enumerate(AUDIT_MONTHS):
+            mark = "☑️ " if actor.org.audit_keep_months == months else ""
+            kb.button(text=mark + _("Audit {n} mo.").format(n=months), callback_data=SettingsCb(action="audit", index=i))
+        sizes += [2, 2, 1, 3, 3, 2]
     kb.adjust(*sizes)
     return "\n".join(lines), kb.as_markup()
 
@@ -151,8 +160,8 @@ async def got_digest(message: Message, state: FSMContext, actor: Actor) -> None:
 
 
 def _answers_messages(actor: Actor) -> bool:
-    """Teachers, specialists, the head and admins receive private messages (/write)."""
-    return actor.is_admin or actor.is_head or bool(actor.teaching_group_ids())
+    """Teachers, specialists, the head and admins receive private messages (/write): bot.rights."""
+    return actor.can(rights.Cap.ANSWER_MESSAGES)
 
 
 async def set_office(query: CallbackQuery, callback_data: SettingsCb, actor: Actor) -> None:
@@ -238,5 +247,17 @@ async def set_cutoff(query: CallbackQuery, callback_data: SettingsCb, actor: Act
         return
     actor.org.absence_cutoff = CUTOFF_PRESETS[callback_data.index]  # type: ignore[union-attr]
     repo.audit(actor.org.id, actor.person.id, "org.absence_cutoff", detail=actor.org.absence_cutoff)  # type: ignore[union-attr]
+    await query.answer()
+    await _refresh(query, actor)
+
+
+async def set_audit_months(query: CallbackQuery, callback_data: SettingsCb, actor: Actor, repo: Repo) -> None:
+    if not await _admin(query, actor):
+        return
+    if not 0 <= callback_data.index < len(AUDIT_MONTHS):
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
+    actor.org.audit_keep_months = AUDIT_MONTHS[callback_data.index]  # type: ignore[union-attr]
+    repo.audit(actor.org.id, actor.person.id, "org.audit_keep_months", detail=str(actor.org.audit_keep_months))  # type: ignore[union-attr]
     await query.answer()
     await _refresh(query, actor)

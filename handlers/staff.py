@@ -152,7 +152,7 @@ class MemberCb(CallbackData, prefix="mb"):
 
 
 def _viewable(actor: Actor) -> bool:
-    return actor.org is not None and (actor.is_admin or actor.is_head or bool(actor.teaching_group_ids()))
+    return actor.can(rights.Cap.VIEW_MEMBERS)
 
 
 async def members_command(message: Message, actor: Actor, repo: Repo) -> None:

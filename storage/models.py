@@ -149,6 +149,8 @@ class Organisation(Base):
     # Absence notices for today sent after this local time are marked late.
     absence_cutoff: Mapped[str | None] = mapped_column(String(5), default="09:00")
     office_hours: Mapped[str | None] = mapped_column(String(11), default="08:00-18:00")
+    # How long the audit log is kept, in months (a school year and a half by default).
+    audit_keep_months: Mapped[int] = mapped_column(Integer, default=18, server_default="18")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -331,6 +333,13 @@ class Delivery(Base):
         Index("ix_delivery_due", "status", "next_attempt_at"),
         Index("ix_delivery_topic", "topic", "ref_id"),
         Index("ix_delivery_lane", "status", "lane", "id"),
+        # A post's copies by status (the author's card), and /stats counting every
+        # copy by status and recipient, from the index alone (the rows carry payloads).
+        Index("ix_delivery_topic_post", "topic", "post_id", "status", "person_id"),
+        # Is this person one of the post's recipients (every Acknowledge press)?
+        Index("ix_delivery_post_person", "post_id", "person_id"),
+        # The edits of one message (is a newer edit on its way?), the copies a digest carries.
+        Index("ix_delivery_edit_of", "edit_of_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -344,7 +353,7 @@ class Delivery(Base):
     lane: Mapped[int] = mapped_column(SmallInteger, default=_lane_default, server_default="1")
     # For a post's copy: which post and which recipient (delivery and
     # acknowledgement rates are counted from these).
-    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id"), index=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id"))
     person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
     edit_of_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
     # Tried instead when Telegram refuses the call for good (a copy too old to
@@ -364,16 +373,35 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class DeliveryTally(Base):
+    """Copies of a post folded out of the outbox once they are old and settled
+    (bot/retention.py): how many ended in each status. `group_id` None: the
+    post's own figures (the author's card, the totals of /stats); a group: the
+    copies whose recipient belonged to it (the per-group rows of /stats)."""
+
+    __tablename__ = "delivery_tally"
+    __table_args__ = (UniqueConstraint("post_id", "group_id", "status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("post.id"))
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("study_group.id"))
+    status: Mapped[str] = mapped_column(Code())
+    copies: Mapped[int] = mapped_column(Integer)
+
+
 class AuditEntry(Base):
     """An admin action: who, what, on whom, when, with an allow-listed detail."""
 
     __tablename__ = "audit_entry"
+    __table_args__ = (Index("ix_audit_entry_org_created", "org_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"), index=True)
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organisation.id"))
+    # Indexed for /mydata and /forget (what a person did, what was done about them).
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
     action: Mapped[str] = mapped_column(String(48))
-    subject: Mapped[str | None] = mapped_column(String(64))
+    subject: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[str | None] = mapped_column(String(512))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -429,6 +457,9 @@ class Post(Base):
     poll_anonymous: Mapped[bool] = mapped_column(default=False)
     poll_closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     poll_closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Its copies were folded into `delivery_tally` (bot/retention.py): the
+    # figures stay, who received which copy is no longer known.
+    copies_folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     groups: Mapped[list[PostGroup]] = relationship(cascade="all, delete-orphan")
     options: Mapped[list[PollOption]] = relationship(order_by="PollOption.position", cascade="all, delete-orphan")

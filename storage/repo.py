@@ -21,6 +21,7 @@ from storage.models import (
     Block,
     Delivery,
     DeliveryStatus,
+    DeliveryTally,
     DueItem,
     DueState,
     Group,
@@ -72,6 +73,12 @@ _PERSON_WITH_MEMBERSHIPS = (
     .execution_options(populate_existing=True)
 )
 _FIRST_ORGANISATION = select(Organisation).order_by(Organisation.id).limit(1)
+
+
+def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
+    """Ids in slices small enough for one IN (...) on any database."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 class Repo:
@@ -747,8 +754,11 @@ class Repo:
         )
         return {p.id: p for p in rows}
 
-    async def post_recipients(self, post: Post, group_ids: Iterable[int]) -> Sequence[Person]:
-        """Everyone a post is for, once each, never its author."""
+    async def post_recipients(
+        self, post: Post, group_ids: Iterable[int], *, person_id: int | None = None
+    ) -> Sequence[Person]:
+        """Everyone a post is for, once each, never its author (with `person_id`:
+        that person if they are one, a member since before it was sent)."""
         roles = list(post.audience_roles())
         stmt = (
             select(Person)
@@ -767,6 +777,10 @@ class Repo:
             stmt = stmt.where(Membership.group_id.in_(list(group_ids)))
         if post.author_id is not None:
             stmt = stmt.where(Person.id != post.author_id)
+        if person_id is not None:
+            stmt = stmt.where(Person.id == person_id)
+            if post.sent_at is not None:
+                stmt = stmt.where(Membership.created_at <= post.sent_at)
         return (await self.session.scalars(stmt)).all()
 
     async def add_deliveries(self, rows: list[dict]) -> None:
@@ -794,12 +808,20 @@ class Repo:
         ).all()
 
     async def delivery_counts(self, post_id: int) -> dict[str, int]:
+        """A post's copies by status: those the outbox holds and those folded into the tally."""
         rows = await self.session.execute(
             select(Delivery.status, func.count())
             .where(Delivery.post_id == post_id, Delivery.topic == "post")
             .group_by(Delivery.status)
         )
-        return {status: n for status, n in rows}
+        counts = {status: n for status, n in rows}
+        folded = await self.session.execute(
+            select(DeliveryTally.status, DeliveryTally.copies)
+            .where(DeliveryTally.post_id == post_id, DeliveryTally.group_id.is_(None))
+        )
+        for status, n in folded:
+            counts[status] = counts.get(status, 0) + n
+        return counts
 
     async def ack_count(self, post_id: int) -> int:
         return await self.session.scalar(
@@ -807,11 +829,19 @@ class Repo:
         ) or 0
 
     async def is_addressee(self, post_id: int, person_id: int) -> bool:
-        return (
+        if (
             await self.session.scalar(
                 select(Delivery.id).where(Delivery.post_id == post_id, Delivery.person_id == person_id).limit(1)
             )
-        ) is not None
+        ) is not None:
+            return True
+        # An old post's copies are folded into counts: whoever was in its
+        # audience when it was sent is one of its recipients.
+        post = await self.session.get(Post, post_id)
+        if post is None or post.copies_folded_at is None:
+            return False
+        group_ids = await self.session.scalars(select(PostGroup.group_id).where(PostGroup.post_id == post_id))
+        return bool(await self.post_recipients(post, list(group_ids), person_id=person_id))
 
     async def acknowledge(self, org_id: int, post_id: int, person_id: int) -> bool:
         """True if this is the person's first acknowledgement of the post."""
@@ -1111,6 +1141,18 @@ class Repo:
                     select(Pupil.full_name, Absence.start_date, Absence.end_date, Absence.reason)
                     .join(Pupil, Pupil.id == Absence.pupil_id).where(Absence.parent_id == person_id))
             ],
+            "admin_actions": [
+                {"action": action, "subject": subject, "detail": detail, "at": at}
+                for action, subject, detail, at in await rows(
+                    select(AuditEntry.action, AuditEntry.subject, AuditEntry.detail, AuditEntry.created_at)
+                    .where(AuditEntry.actor_id == person_id).order_by(AuditEntry.created_at))
+            ],
+            "audit_entries_about_you": [
+                {"action": action, "detail": detail, "at": at}
+                for action, detail, at in await rows(
+                    select(AuditEntry.action, AuditEntry.detail, AuditEntry.created_at)
+                    .where(AuditEntry.subject == f"person:{person_id}").order_by(AuditEntry.created_at))
+            ],
             "messages_sent": await self.session.scalar(
                 select(func.count(Relay.id)).where(Relay.sender_id == person_id)),
             "messages_received": await self.session.scalar(
@@ -1153,6 +1195,8 @@ class Repo:
             update(JoinRequest).where(JoinRequest.decided_by_id == pid).values(decided_by_id=None),
             update(Membership).where(Membership.verified_by_id == pid).values(verified_by_id=None),
             update(Delivery).where(Delivery.person_id == pid).values(person_id=None, chat_id=0),
+            # The audit log keeps that something was done, not their name (a rename's old and new).
+            update(AuditEntry).where(AuditEntry.subject == f"person:{pid}").values(detail=None),
         ):
             await self.session.execute(stmt.execution_options(synchronize_session=False))
         # The row stays (invitations and the audit log point at it) but says nothing.
@@ -1203,22 +1247,41 @@ class Repo:
         )
         for group_id, n in posts:
             out.setdefault(group_id, {})["posts"] = n
-        # The recipient's group among the groups the post was addressed to.
-        in_group = and_(
-            PostGroup.post_id == Delivery.post_id,
-            Membership.group_id == PostGroup.group_id,
-            Membership.person_id == Delivery.person_id,
+        # The recipient's group among the groups the post was addressed to. Counted
+        # here from three plain reads, each an index range (a join of the copies
+        # with memberships makes the database visit every copy's recipient: a
+        # year of a school's copies took SQLite many seconds, bench/history.py).
+        addressed: dict[int, list[int]] = {}
+        asks: dict[int, bool] = {}
+        for post_id, group_id, ask_ack in await self.session.execute(
+            select(PostGroup.post_id, PostGroup.group_id, Post.ask_ack)
+            .join(Post, Post.id == PostGroup.post_id)
+            .where(Post.org_id == org_id, Post.copies_folded_at.is_(None))
+        ):
+            addressed.setdefault(post_id, []).append(group_id)
+            asks[post_id] = bool(ask_ack)
+        members = {(g, p) for g, p in await self.session.execute(
+            select(Membership.group_id, Membership.person_id).where(Membership.org_id == org_id))}
+        counted: dict[tuple[int, str, bool], int] = {}
+        for chunk in _chunks(sorted(addressed)):
+            for post_id, person_id, status in await self.session.execute(
+                select(Delivery.post_id, Delivery.person_id, Delivery.status)
+                .where(Delivery.topic == "post", Delivery.post_id.in_(chunk))
+            ):
+                for group_id in addressed[post_id]:
+                    if (group_id, person_id) in members:
+                        key = (group_id, status, asks[post_id])
+                        counted[key] = counted.get(key, 0) + 1
+        copies = [(g, status, ask, n) for (g, status, ask), n in counted.items()]
+        # Old copies folded into counts (bot/retention.py), attributed the same way when folded.
+        folded = await self.session.execute(
+            select(DeliveryTally.group_id, DeliveryTally.status, Post.ask_ack, func.sum(DeliveryTally.copies))
+            .join(Post, Post.id == DeliveryTally.post_id)
+            .where(DeliveryTally.org_id == org_id, DeliveryTally.group_id.is_not(None))
+            .group_by(DeliveryTally.group_id, DeliveryTally.status, Post.ask_ack)
         )
-        copies = await self.session.execute(
-            select(PostGroup.group_id, Delivery.status, Post.ask_ack, func.count(func.distinct(Delivery.id)))
-            .select_from(Delivery)
-            .join(Post, Post.id == Delivery.post_id)
-            .join(PostGroup, PostGroup.post_id == Post.id)
-            .join(Membership, in_group)
-            .where(Post.org_id == org_id, Delivery.topic == "post")
-            .group_by(PostGroup.group_id, Delivery.status, Post.ask_ack)
-        )
-        for group_id, status, ask_ack, n in copies:
+        for group_id, status, ask_ack, n in [*copies, *folded]:
+            n = int(n)
             row = out.setdefault(group_id, {})
             row[status] = row.get(status, 0) + n
             if ask_ack and status in (DeliveryStatus.SENT, DeliveryStatus.DIGESTED):
@@ -1239,13 +1302,26 @@ class Repo:
     async def delivery_totals(self, org_id: int) -> dict[str, int]:
         """All post copies of the organisation (groups and everyone-posts alike), once each."""
         totals: dict[str, int] = {}
-        rows = await self.session.execute(
-            select(Delivery.status, Post.ask_ack, func.count(Delivery.id))
-            .join(Post, Post.id == Delivery.post_id)
-            .where(Post.org_id == org_id, Delivery.topic == "post")
-            .group_by(Delivery.status, Post.ask_ack)
+        # Per post from the (topic, post_id, status) index, then by kind here.
+        asks = {pid: bool(ask) for pid, ask in await self.session.execute(
+            select(Post.id, Post.ask_ack).where(Post.org_id == org_id, Post.copies_folded_at.is_(None)))}
+        by_kind: dict[tuple[str, bool], int] = {}
+        for chunk in _chunks(sorted(asks)):
+            for post_id, status, n in await self.session.execute(
+                select(Delivery.post_id, Delivery.status, func.count())
+                .where(Delivery.topic == "post", Delivery.post_id.in_(chunk))
+                .group_by(Delivery.post_id, Delivery.status)
+            ):
+                by_kind[(status, asks[post_id])] = by_kind.get((status, asks[post_id]), 0) + n
+        rows = [(status, ask, n) for (status, ask), n in by_kind.items()]
+        folded = await self.session.execute(
+            select(DeliveryTally.status, Post.ask_ack, func.sum(DeliveryTally.copies))
+            .join(Post, Post.id == DeliveryTally.post_id)
+            .where(DeliveryTally.org_id == org_id, DeliveryTally.group_id.is_(None))
+            .group_by(DeliveryTally.status, Post.ask_ack)
         )
-        for status, ask_ack, n in rows:
+        for status, ask_ack, n in [*rows, *folded]:
+            n = int(n)
             totals["copies"] = totals.get("copies", 0) + n
             if status in (DeliveryStatus.SENT, DeliveryStatus.DIGESTED):
                 totals["delivered"] = totals.get("delivered", 0) + n
