@@ -54,7 +54,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.load import (  # noqa: E402
-    APOLOGIES,
+    apologies,
     BOT_USERNAME,
     TOKEN,
     BotProcess,
@@ -163,15 +163,16 @@ async def run_case(db: str, latency: float, people: int, concurrency: int, press
             delays = [a.delay for a in answers]
             handling = [a.handling for a in answers if a.handling is not None]
             span = max(a.answered_at for a in answers) - min(a.asked_at for a in answers) if answers else float("nan")
-            apologies = sum(1 for uid in ids for m in tg.bot_messages(uid) if any(m.matches(s) for s in APOLOGIES))
-            apologies += sum(1 for a in tg.answered_callbacks if a.text and any(s in a.text for s in APOLOGIES))
+            APOLOGIES = apologies()
+            apologies_seen = sum(1 for uid in ids for m in tg.bot_messages(uid) if any(m.matches(s) for s in APOLOGIES))
+            apologies_seen += sum(1 for a in tg.answered_callbacks if a.text and any(s in a.text for s in APOLOGIES))
             result = Result(
                 db=db, latency=latency, people=people, join_wall=join_wall, join_updates=4 * len(joined),
                 step_p50=percentile(steps, 50), step_p99=percentile(steps, 99), bot_cpu_share=cpu_share,
                 press_rate=press_rate, press_p50=percentile(delays, 50), press_p99=percentile(delays, 99),
                 press_max=max(delays, default=float("nan")), press_handling_p99=percentile(handling, 99),
                 presses_answered=len(answers), presses_per_s=(len(answers) / span) if answers else 0.0,
-                failed_updates=len(bot.failed_updates()), apologies=apologies,
+                failed_updates=len(bot.failed_updates()), apologies=apologies_seen,
                 tracebacks=bot.tracebacks(), unanswered=unanswered,
             )
     return result

@@ -38,8 +38,16 @@ BOT_USERNAME = "parta_load_bot"
 ADMIN = 1001
 STARTUP = 60.0
 
-# The apology of handlers/errors.py, in both catalogues' words (a failed update).
-APOLOGIES = ("Sorry, something went wrong", "Извините, что-то пошло не так")
+# The apology of handlers/errors.py (what a person sees when their update failed).
+APOLOGY = "Sorry, something went wrong on our side and nothing was changed. Please try again."
+
+
+def apologies() -> tuple[str, ...]:
+    """The apology in every catalogue's words."""
+    from bot.i18n import create_i18n
+
+    i18n = create_i18n("ru")
+    return tuple(sorted({i18n.gettext(APOLOGY, locale=locale) for locale in ("en", "ru")}))
 
 
 class BotExited(AssertionError):
@@ -260,8 +268,8 @@ class Someone:
                   timeout: float | None = None) -> StoredMessage:
         """Writes `text`; waits for the bot's new message after it (containing
         `contains`, with a button starting with `button`, when given)."""
+        asked = time.monotonic()
         sent = await self.tg.send_text(self.user_id, text)
-        uid = self.tg.updates[-1]["update_id"]
         try:
             reply = await self.tg.until(lambda: self.newest(sent.message_id, contains, button),
                                         timeout or self.timeout,
@@ -269,7 +277,7 @@ class Someone:
         except TimeoutError:
             self.unanswered.append(text)
             raise
-        self.answers.append((text, time.monotonic() - self.tg.enqueued_at[uid]))
+        self.answers.append((text, time.monotonic() - asked))
         return reply
 
     def button(self, prefix: str) -> tuple[StoredMessage, str] | None:
