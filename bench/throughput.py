@@ -46,6 +46,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -87,6 +88,7 @@ class Result:
     press_max: float
     press_handling_p99: float
     presses_answered: int
+    presses_apologised: int  # answered with the apology: the update failed
     presses_per_s: float
     failed_updates: int
     apologies: int
@@ -154,7 +156,7 @@ async def run_case(db: str, latency: float, people: int, concurrency: int, press
             async def presser(k: int, p: Someone, msg_data: tuple) -> None:  # type: ignore[type-arg]
                 await asyncio.sleep(max(0.0, start + k * step - asyncio.get_running_loop().time()))
                 try:
-                    await p.press_on(*msg_data, timeout=300)
+                    await p.press_on(*msg_data, timeout=900)
                 except TimeoutError as e:
                     unanswered.append(str(e))
 
@@ -164,6 +166,7 @@ async def run_case(db: str, latency: float, people: int, concurrency: int, press
             handling = [a.handling for a in answers if a.handling is not None]
             span = max(a.answered_at for a in answers) - min(a.asked_at for a in answers) if answers else float("nan")
             APOLOGIES = apologies()
+            sorry = sum(1 for a in answers if a.text and any(s in a.text for s in APOLOGIES))
             apologies_seen = sum(1 for uid in ids for m in tg.bot_messages(uid) if any(m.matches(s) for s in APOLOGIES))
             apologies_seen += sum(1 for a in tg.answered_callbacks if a.text and any(s in a.text for s in APOLOGIES))
             result = Result(
@@ -171,7 +174,7 @@ async def run_case(db: str, latency: float, people: int, concurrency: int, press
                 step_p50=percentile(steps, 50), step_p99=percentile(steps, 99), bot_cpu_share=cpu_share,
                 press_rate=press_rate, press_p50=percentile(delays, 50), press_p99=percentile(delays, 99),
                 press_max=max(delays, default=float("nan")), press_handling_p99=percentile(handling, 99),
-                presses_answered=len(answers), presses_per_s=(len(answers) / span) if answers else 0.0,
+                presses_answered=len(answers), presses_apologised=sorry, presses_per_s=(len(answers) / span) if answers else 0.0,
                 failed_updates=len(bot.failed_updates()), apologies=apologies_seen,
                 tracebacks=bot.tracebacks(), unanswered=unanswered,
             )
@@ -182,7 +185,8 @@ def table(results: list[Result]) -> str:
     base = {r.db: r.updates_per_s for r in results if r.latency == 0}
     lines = [
         "| database | API latency | people | updates/s (joins) | ratio to 0 ms | joins/s | answer p50 / p99 (join steps) "
-        "| bot CPU (of 1 core) | presses | press → answer p50 / p99 / max | answered/s | failed | apologies |",
+        "| bot CPU (of 1 core) | presses (of them failed) | press → answer p50 / p99 / max | answered/s "
+        "| failed updates | apologies |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
@@ -192,7 +196,7 @@ def table(results: list[Result]) -> str:
         lines.append(
             f"| {r.db} | {r.latency * 1000:.0f} ms | {r.people} | {r.updates_per_s:.1f} | {ratio:.2f}{mark} "
             f"| {r.joins_per_s:.2f} | {r.step_p50 * 1000:,.0f} / {r.step_p99 * 1000:,.0f} ms | {r.bot_cpu_share:.0%} "
-            f"| {r.presses_answered} at {r.press_rate:.0f}/s | {r.press_p50 * 1000:,.0f} / {r.press_p99 * 1000:,.0f} / "
+            f"| {r.presses_answered} at {r.press_rate:.0f}/s ({r.presses_apologised}) | {r.press_p50 * 1000:,.0f} / {r.press_p99 * 1000:,.0f} / "
             f"{r.press_max * 1000:,.0f} ms {p99_mark} | {r.presses_per_s:.1f} | {r.failed_updates} | {r.apologies} |"
         )
     return "\n".join(lines)
@@ -219,11 +223,14 @@ async def main(args: argparse.Namespace) -> None:
             for latency in latencies:
                 print(f"  {db}, {latency * 1000:.0f} ms …", flush=True)
                 r = await run_case(db, latency, args.people, args.concurrency, args.press_rate, Path(tmp))
-                print(f"    {r.updates_per_s:.1f} updates/s, {r.joins_per_s:.2f} joins/s, presses p50 "
+                print(f"    {r.updates_per_s:.1f} updates/s, {r.joins_per_s:.2f} joins/s; {r.presses_answered} presses "
+                      f"answered, {r.presses_apologised} of them with the apology; p50 "
                       f"{r.press_p50 * 1000:,.0f} ms p99 {r.press_p99 * 1000:,.0f} ms; failed {r.failed_updates}, "
                       f"apologies {r.apologies}, tracebacks {len(r.tracebacks)}, unanswered {len(r.unanswered)}; "
                       f"load average {os.getloadavg()[0]:.1f}", flush=True)
-                for line in (r.tracebacks[:3] + r.unanswered[:3]):
+                for line, n in Counter(t[:160] for t in r.tracebacks).most_common(3):
+                    print(f"      {n} × {line}")
+                for line in r.unanswered[:3]:
                     print(f"      {line}")
                 results.append(r)
                 if args.keep_logs:
