@@ -312,8 +312,12 @@ class Someone:
         await self.say(name)
         check = await self.say(child, button="join:confirm")
         await self.press_on(check, next(d for d in check.callback_data if d.startswith("join:confirm")))
-        await self.tg.until(lambda: "✅" in self.current(check).content and not self.current(check).buttons,
-                            self.timeout, f"the welcome in chat {self.user_id}")
+        try:
+            await self.tg.until(lambda: "✅" in self.current(check).content and not self.current(check).buttons,
+                                self.timeout, f"the welcome in chat {self.user_id}")
+        except TimeoutError:
+            self.unanswered.append("the welcome after ✅ Join")
+            raise
 
     def current(self, msg: StoredMessage) -> StoredMessage:
         return next(m for m in self.tg.bot_messages(self.user_id) if m.message_id == msg.message_id)
