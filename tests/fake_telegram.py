@@ -37,6 +37,7 @@ at any time later by assigning the attribute::
     tg = FakeTelegram(limits=True)                 # 30/s global, 1/s per private chat, 20/min per group
     tg.limits = RateLimits(global_calls=100)       # or any other numbers; None turns one limit off
     tg.latency = 0.05                              # seconds per call, or a random range (0.05, 0.2)
+    tg.method_latency = {"getUpdates": 0.0}        # per method, overrides `latency` for those methods
     tg.faults = Faults(server_error_rate=0.05, drop_rate=0.05)   # 500/502 answers, dropped connections
     tg.mark_started(*user_ids)                     # bulk recipients who "pressed Start" long ago
 
@@ -48,6 +49,13 @@ client sees a network error and the message did not arrive. Random choices
 makes the same calls in the same order gets the same faults. Counters:
 ``received`` (messages each chat got), ``too_many_requests`` (429s given),
 ``faults_injected``; ``reset_counters()`` clears them.
+
+Timing, on the fake's monotonic clock (``time.monotonic()``): every call's
+``at``/``done_at``; ``enqueued_at[update_id]`` (when the user acted) and
+``delivered_at[update_id]`` (when getUpdates first handed the update to the
+bot); every :class:`CallbackAnswer` carries ``asked_at``, ``delivered_at`` and
+``answered_at`` (``delay`` = answered − asked, what Telegram's window counts);
+``unanswered_queries()`` lists the presses still waiting for their answer.
 """
 
 from __future__ import annotations
@@ -218,7 +226,7 @@ class Faults:
     """Injected failures, each call drawn from the fake's seeded RNG.
 
     - `server_error_rate`: the fraction answered 500 "Internal Server Error" or
-      502 "Bad Gateway" (one or the other at random) without being handled;
+      502 "Bad Gateway" (one of `server_error_codes` at random) without being handled;
     - `drop_rate`: the fraction whose connection is closed without any answer,
       before the call is handled (so it certainly did not take effect).
 
@@ -229,9 +237,15 @@ class Faults:
     server_error_rate: float = 0.0
     drop_rate: float = 0.0
     methods: frozenset[str] | None = MESSAGE_METHODS
+    # The codes a server error is drawn from (e.g. (502,) for a proxy in front of Telegram).
+    server_error_codes: tuple[int, ...] = (500, 502)
 
     def applies_to(self, method: str) -> bool:
         return method != "getUpdates" if self.methods is None else method in self.methods
+
+
+_SERVER_ERRORS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
+                  504: "Gateway Timeout"}
 
 
 def _window_wait(log: deque[float], limit: int, window: float, now: float) -> float:
@@ -671,6 +685,21 @@ class CallbackAnswer:
     show_alert: bool
     url: str | None
     cache_time: int | None
+    # The fake's monotonic clock: the press, the update's first delivery to the
+    # bot (None if it never went through getUpdates), the answer.
+    asked_at: float = 0.0
+    delivered_at: float | None = None
+    answered_at: float = 0.0
+
+    @property
+    def delay(self) -> float:
+        """Seconds from the press to the answer: what Telegram's window (~15 s) counts."""
+        return self.answered_at - self.asked_at
+
+    @property
+    def handling(self) -> float | None:
+        """Seconds from the bot receiving the update to its answer (the bot's own share)."""
+        return None if self.delivered_at is None else self.answered_at - self.delivered_at
 
 
 @dataclass
@@ -721,6 +750,7 @@ class _Query:
     data: str
     created: float
     answered: bool = False
+    update_id: int | None = None
 
 
 # --------------------------------------------------------------------------
@@ -755,6 +785,8 @@ class FakeTelegram:
         # Seconds every API call takes (applied before handling): a number, or a
         # (low, high) range drawn uniformly for each call.
         self.latency: float | tuple[float, float] = latency
+        # Per method (canonical name), overriding `latency` for that method.
+        self.method_latency: dict[str, float | tuple[float, float]] = {}
         # Flood limits (True = Telegram's defaults); None = no limits.
         self.limits: RateLimits | None = RateLimits() if limits is True else (limits or None)
         self.faults: Faults | None = faults
@@ -774,6 +806,8 @@ class FakeTelegram:
         self.calls: list[ApiCall] = []
         self.answered_callbacks: list[CallbackAnswer] = []
         self.updates: list[dict[str, Any]] = []  # every update ever enqueued
+        self.enqueued_at: dict[int, float] = {}  # update id -> when it was created (monotonic)
+        self.delivered_at: dict[int, float] = {}  # update id -> first returned by getUpdates
         self.files: dict[str, StoredFile] = {}
         self.internal_errors: list[BaseException] = []
         self.webhook_url: str = ""
@@ -912,7 +946,7 @@ class FakeTelegram:
                 self._warn_unimplemented(method_raw)
                 raise ApiError(404, "Not Found")
             call.params, call.files = await self._read_params(request)
-            delay = self._call_latency()
+            delay = self._call_latency(call.method)
             if delay > 0:
                 await asyncio.sleep(delay)
             self._inject_fault(call)
@@ -966,8 +1000,8 @@ class FakeTelegram:
         self.too_many_requests = 0
         self.faults_injected.clear()
 
-    def _call_latency(self) -> float:
-        latency = self.latency
+    def _call_latency(self, method: str | None = None) -> float:
+        latency = self.method_latency.get(method, self.latency) if method is not None else self.latency
         if isinstance(latency, tuple):
             low, high = latency
             return self._latency_rng.uniform(low, high)
@@ -984,7 +1018,8 @@ class FakeTelegram:
             self.faults_injected["dropped"] += 1
             raise _DroppedConnection
         if draw < faults.drop_rate + faults.server_error_rate:
-            code, text = self._fault_rng.choice(((500, "Internal Server Error"), (502, "Bad Gateway")))
+            code = self._fault_rng.choice(faults.server_error_codes)
+            text = _SERVER_ERRORS.get(code, "Internal Server Error")
             self.faults_injected[str(code)] += 1
             raise ApiError(code, text)
 
@@ -1043,6 +1078,7 @@ class FakeTelegram:
         self._next_update_id += 1
         self._pending.append(update)
         self.updates.append(update)
+        self.enqueued_at[update["update_id"]] = time.monotonic()
         self._notify()
         return update["update_id"]
 
@@ -1075,6 +1111,9 @@ class FakeTelegram:
             batch = self._pending[:limit]
             remaining = deadline - loop.time()
             if batch or remaining <= 0:
+                now = time.monotonic()
+                for u in batch:
+                    self.delivered_at.setdefault(u["update_id"], now)
                 return batch
             try:
                 await asyncio.wait_for(wakeup.wait(), remaining)
@@ -1463,7 +1502,9 @@ class FakeTelegram:
         self.answered_callbacks.append(CallbackAnswer(
             query_id=str(qid), user_id=query.user_id, message_id=query.message_id, data=query.data,
             text=text, show_alert=bool(p.get("show_alert")), url=p.get("url"),
-            cache_time=p.get("cache_time"),
+            cache_time=p.get("cache_time"), asked_at=query.created,
+            delivered_at=self.delivered_at.get(query.update_id) if query.update_id is not None else None,
+            answered_at=time.monotonic(),
         ))
         return True
 
@@ -1679,8 +1720,8 @@ class FakeTelegram:
                 f"{callback_data!r}; it has {msg.callback_data}"
             )
         qid = str(secrets.randbits(63))
-        self._queries[qid] = _Query(user_id, message_id, callback_data, time.monotonic())
-        self._enqueue("callback_query", {
+        query = self._queries[qid] = _Query(user_id, message_id, callback_data, time.monotonic())
+        query.update_id = self._enqueue("callback_query", {
             "id": qid,
             "from": user.to_json(),
             "message": self.message_json(msg),
@@ -1758,6 +1799,13 @@ class FakeTelegram:
 
     def callback_answer(self, query_id: str) -> CallbackAnswer | None:
         return next((a for a in self.answered_callbacks if a.query_id == query_id), None)
+
+    def unanswered_queries(self, older_than: float = 0.0) -> list[tuple[str, int, str, float]]:
+        """Presses not answered yet, pressed at least `older_than` seconds ago:
+        (query id, user id, callback data, seconds since the press)."""
+        now = time.monotonic()
+        return [(qid, q.user_id, q.data, now - q.created) for qid, q in self._queries.items()
+                if not q.answered and now - q.created >= older_than]
 
     def calls_to(self, method: str) -> list[ApiCall]:
         return [c for c in self.calls if c.method.lower() == method.lower()]

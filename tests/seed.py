@@ -5,6 +5,7 @@ statements, not walked through the bot (2,000 parents take well under a second).
 
     engine, session_maker = await create_database(url)      # schema by create_all
     school = await seed_school(session_maker, parents=300)
+    code = await seed_invitation(session_maker, school)    # people join with /start <code>
     post_id, n = await enqueue_post(session_maker, school, "Hello")
 
 For the bot process, run `python -m bot migrate` first and only `seed_school`
@@ -14,6 +15,7 @@ with the same DATABASE_URL (tests/test_delivery.py does).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -40,6 +42,7 @@ from storage.repo import Repo
 
 TEACHER_ID = 3001
 FIRST_PARENT_ID = 100_000
+INVITATION_CODE = "K7M2QX9PRT"  # the alphabet of real codes: no 0/O/1/I/L
 
 
 @dataclass
@@ -115,6 +118,26 @@ async def seed_school(
             ids = {}
         return School(org_id=org.id, group_id=group.id, group_title=group_title, teacher_tg=teacher_tg,
                       teacher_person_id=teacher.id, parent_tgs=tgs, parent_person_ids=[ids[t] for t in tgs])
+
+
+async def seed_invitation(
+    session_maker: async_sessionmaker,
+    school: School,
+    *,
+    role: str = Role.PARENT.value,
+    code: str = INVITATION_CODE,
+    max_uses: int | None = None,
+    days: int = 14,
+) -> str:
+    """An invitation to the school's group made by its teacher, as /invite makes
+    it (unlimited uses unless `max_uses`): people join with `/start <code>`.
+    Returns the code."""
+    async with session_maker.begin() as session:
+        await Repo(session).add_invitation(
+            org_id=school.org_id, group_id=school.group_id, role=role, code=code,
+            created_by_id=school.teacher_person_id, expires_at=utcnow() + timedelta(days=days), max_uses=max_uses,
+        )
+    return code
 
 
 async def enqueue_post(

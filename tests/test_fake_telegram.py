@@ -715,3 +715,71 @@ async def test_received_counts_only_successful_sends_per_chat(tg, bot):
     assert tg.received == {IVAN: 1, OLGA: 2}
     tg.reset_counters()
     assert tg.received == {} and tg.too_many_requests == 0
+
+
+# ---------------------------------------------------------------- timing (benches and the load test)
+
+
+async def test_latency_per_method_overrides_the_common_one(tg, bot):
+    loop = asyncio.get_running_loop()
+    tg.latency = 0.3
+    tg.method_latency = {"getMe": 0.0}
+    start = loop.time()
+    await bot.get_me()
+    assert loop.time() - start < 0.25
+    start = loop.time()
+    await bot.get_my_commands()
+    assert loop.time() - start >= 0.3
+    tg.method_latency = {"getMe": (0.05, 0.15)}
+    delays = [tg._call_latency("getMe") for _ in range(50)]
+    assert all(0.05 <= d <= 0.15 for d in delays)
+    assert tg._call_latency("sendMessage") == 0.3
+
+
+async def test_updates_record_when_created_and_when_first_delivered(tg, bot):
+    first = await tg.send_text(IVAN, "one")
+    await asyncio.sleep(0.2)
+    [update] = await get_updates(bot)
+    uid = update.update_id
+    assert tg.delivered_at[uid] - tg.enqueued_at[uid] >= 0.2
+    delivered = tg.delivered_at[uid]
+    await asyncio.sleep(0.05)
+    again = await get_updates(bot)  # not confirmed yet: delivered again, first time kept
+    assert [u.update_id for u in again] == [uid] and tg.delivered_at[uid] == delivered
+    await get_updates(bot, offset=uid + 1)
+    assert first.text == "one"
+
+
+async def test_callback_answer_records_press_delivery_and_answer_times(tg, bot):
+    await tg.send_text(IVAN, "hi")
+    await get_updates(bot)
+    sent = await bot.send_message(IVAN, "Q?", reply_markup=kb(("Yes", "yes"), ("No", "no")))
+    qid = await tg.press_button(IVAN, sent.message_id, "yes")
+    other = await tg.press_button(IVAN, sent.message_id, "no")
+    await asyncio.sleep(0.1)
+    updates = await get_updates(bot, offset=(await get_updates(bot))[0].update_id + 1)
+    assert [u.callback_query.id for u in updates] == [qid, other]
+    await asyncio.sleep(0.2)
+    assert [(q[0], q[1], q[2]) for q in tg.unanswered_queries()] == [(qid, IVAN, "yes"), (other, IVAN, "no")]
+    assert tg.unanswered_queries(older_than=60) == []
+    await bot.answer_callback_query(qid)
+    answer = tg.callback_answer(qid)
+    assert answer.asked_at <= answer.delivered_at <= answer.answered_at  # type: ignore[operator]
+    assert answer.delay >= 0.3 and 0.2 <= answer.handling < answer.delay  # type: ignore[operator]
+    assert [q[0] for q in tg.unanswered_queries()] == [other]
+
+
+async def test_server_error_codes_can_be_chosen(tg, bot):
+    tg.mark_started(IVAN)
+    tg.faults = Faults(server_error_rate=0.5, drop_rate=0.5, server_error_codes=(502,))
+    outcomes = []
+    for _ in range(40):
+        try:
+            await bot.send_message(IVAN, "hi")
+            outcomes.append("ok")
+        except TelegramServerError as e:
+            outcomes.append(e.message)
+        except TelegramNetworkError:
+            outcomes.append("dropped")
+    assert set(outcomes) == {"Bad Gateway", "dropped"}
+    assert set(tg.faults_injected) == {"502", "dropped"} and sum(tg.faults_injected.values()) == 40
