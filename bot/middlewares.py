@@ -27,40 +27,54 @@ Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
 
 
 class Flood(BaseMiddleware):
-    """A person flooding the bot is slowed, alone: past `burst` updates in
-    `seconds`, each further update waits for its turn (up to `longest`
-    seconds, then it is dropped), and the person hears one polite notice per
-    flood, not an answer per message. Nobody else waits for them: the wait
-    happens before their update takes the isolation lock or a transaction."""
+    """A person flooding the bot with messages is slowed, alone: past `burst`
+    messages in `seconds`, what they send is dropped until they pause, and they
+    hear one polite notice per flood — not an answer per message. Nobody else
+    waits for them: it is decided before their update takes the isolation lock
+    or a transaction. Button presses are not counted (the bot's own answers pace
+    them), nor the items of one album after its first."""
 
-    def __init__(self, burst: int = 20, seconds: int = 10, longest: float = 30.0) -> None:
+    def __init__(self, burst: int = 5, seconds: int = 5) -> None:
         from limits import RateLimitItemPerSecond
         from limits.aio.storage import MemoryStorage
         from limits.aio.strategies import MovingWindowRateLimiter
 
         self.item = RateLimitItemPerSecond(burst, seconds)
         self.limiter = MovingWindowRateLimiter(MemoryStorage())
-        self.longest = longest
-        self.noticed: dict[int, float] = {}  # person → loop time of the last notice
+        self.flooding: dict[int, float] = {}  # person → when their last dropped message was sent
+        self.albums: dict[int, str] = {}  # person → the album whose first item was counted
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        message = event.message if isinstance(event, Update) else None
         user: User | None = data.get("event_from_user")
-        if user is None or user.is_bot:
+        if message is None or user is None or user.is_bot or message.chat.type != "private":
             return await handler(event, data)
-        key = str(user.id)
-        if await self.limiter.hit(self.item, "updates", key):
-            return await handler(event, data)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.longest
-        if loop.time() - self.noticed.get(user.id, -1e9) > self.item.get_expiry():
-            self.noticed[user.id] = loop.time()
-            await self._notice(data, user)
-        while loop.time() < deadline:
-            stats = await self.limiter.get_window_stats(self.item, "updates", key)
-            await asyncio.sleep(max(0.05, min(deadline - loop.time(), stats.reset_time - time.time())))
-            if await self.limiter.hit(self.item, "updates", key):
+        if message.media_group_id is not None:
+            if self.albums.get(user.id) == message.media_group_id:
                 return await handler(event, data)
-        log.info("updates from %s dropped: flooding", user.id)
+            self.albums[user.id] = message.media_group_id
+        # The flood is measured on Telegram's clock (when the messages were sent), so
+        # a pause in our own handling does not end it.
+        sent = message.date.timestamp()
+        last_drop = self.flooding.get(user.id)
+        if last_drop is not None and sent - last_drop < self.item.get_expiry():
+            self.flooding[user.id] = max(last_drop, sent)
+            return None
+        allowed = await self.limiter.hit(self.item, "messages", str(user.id))
+        # Looked at again after the await: a message of the same batch may have
+        # begun the flood meanwhile (and said so).
+        last_drop = self.flooding.get(user.id)
+        if last_drop is not None and sent - last_drop < self.item.get_expiry():
+            self.flooding[user.id] = max(last_drop, sent)
+            return None
+        if allowed:
+            return await handler(event, data)
+        self.flooding[user.id] = sent
+        log.info("messages from %s dropped: flooding", user.id)
+        await self._notice(data, user)
+        if len(self.flooding) > 10_000:  # a cache of who is flooding now, not a record
+            self.flooding.clear()
+            self.albums.clear()
         return None
 
     @staticmethod
@@ -69,11 +83,11 @@ class Flood(BaseMiddleware):
 
         i18n = data.get("i18n")
         chat = data.get("event_chat")
-        if i18n is None or chat is None or chat.type != "private":
+        if i18n is None or chat is None:
             return
         locale = user.language_code if user.language_code in ("ru", "en") else i18n.default_locale
         with i18n.context(), i18n.use_locale(locale):
-            text = _("You are sending messages very fast. I will answer them in turn — please wait a little.")
+            text = _("You are sending messages very fast. I will answer again once you pause for a few seconds.")
         try:
             await data["bot"].send_message(chat.id, text)
         except Exception:  # a notice is a courtesy

@@ -409,6 +409,26 @@ class Outbox:
         self._now_put(method, future, make_request, bot)
         return await future
 
+    async def _chat_turn(self, chat: int) -> None:
+        """Right before a message goes into a chat, from either lane: at least
+        the per-chat interval (and a little jitter room) after the chat's last
+        one. The turn is taken with no await between looking and taking, so two
+        lanes never pick the same moment."""
+        if self.per_chat_interval <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        gap = self.per_chat_interval + 0.05
+        while True:
+            pace = self._chats.get(chat)
+            last = max(pace.last if pace else -1e9, self._last_sent.get(chat, -1e9))
+            wait = last + gap - loop.time()
+            if wait <= 0:
+                self._last_sent[chat] = loop.time()
+                if pace is not None:
+                    pace.last = loop.time()
+                return
+            await asyncio.sleep(wait)
+
     def _now_put(self, method: TelegramMethod[Any], future: Any, make_request: Any, bot: Any) -> None:
         key = _chat_key(method)
         if key is None or method.__api_method__ not in MESSAGE_METHODS:
@@ -439,25 +459,33 @@ class Outbox:
                        make_request: Any, bot: Any) -> None:
         loop = asyncio.get_running_loop()
 
+        chat = None
+        if key is not None and (isinstance(key, int) or str(key).lstrip("-").isdigit()):
+            chat = int(key)
+
         async def turn() -> None:
-            if key is not None:
-                chat = int(key) if isinstance(key, int) or str(key).lstrip("-").isdigit() else None
-                if chat is not None:
-                    pace = self._chats.get(chat)
-                    last = max(pace.last if pace else -1e9, self._last_sent.get(chat, -1e9))
-                    wait = last + self.per_chat_interval - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    self._last_sent[chat] = loop.time()
-                    if pace is not None:
-                        pace.last = loop.time()
-                if self.pacer is not None:
-                    await self.pacer.chat_turn(key)
+            if chat is not None:
+                pace = self._chats.get(chat)
+                last = max(pace.last if pace else -1e9, self._last_sent.get(chat, -1e9))
+                wait = last + self.per_chat_interval - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            if key is not None and self.pacer is not None:
+                await self.pacer.chat_turn(key)
             await self.lanes.acquire(Lane.NOW)
+            if chat is not None:
+                await self._chat_turn(chat)
+
+        async def slow_down(seconds: float) -> None:
+            # A 429 on a person's own chat is that chat's limit: only that chat waits.
+            if chat is not None:
+                self._last_sent[chat] = loop.time() + seconds - self.per_chat_interval
+            else:
+                await self.lanes.pause(seconds)
 
         caller = _Direct(make_request, bot) if make_request is not None else self.bot
         try:
-            result = await send_reply(caller, method, pause=self.lanes.pause, before=turn,  # type: ignore[arg-type]
+            result = await send_reply(caller, method, pause=slow_down, before=turn,  # type: ignore[arg-type]
                                       strict=future is not None)
         except Exception as e:
             if future is None:
@@ -682,6 +710,8 @@ class Outbox:
                 if self.pacer is not None and paced:
                     await self.pacer.chat_turn(row.chat_id)
                 await self.lanes.acquire(row.lane)
+                if paced:
+                    await self._chat_turn(row.chat_id)
                 if self.shared and not await self._still_ours(row):
                     return {"status": LOST}
                 try:
@@ -696,8 +726,6 @@ class Outbox:
                     result = await self.bot(fallback)
             finally:
                 self._slots.release()
-                if paced:
-                    pace.last = loop.time()
             outcome: dict[str, Any] = {"status": DeliveryStatus.SENT.value, "sent_at": utcnow(), "error": None}
             if isinstance(result, Message):
                 outcome["message_id"] = result.message_id

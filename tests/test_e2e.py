@@ -183,8 +183,8 @@ async def running_bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]
 async def scenario(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 — one long walk on purpose
     # -- start-up: migrations ran, the default menus are set, long polling began.
     await app.until(lambda: tg.calls_to("getUpdates"), "the bot to start polling", STARTUP)
-    assert names(tg.commands()) == ["start", "join", "help", "language", "cancel"]
-    assert names(tg.commands(None, "en")) == ["start", "join", "help", "language", "cancel"]
+    assert names(tg.commands()) == ["start", "join", "help", "language", "cancel", "mydata", "forget"]
+    assert names(tg.commands(None, "en")) == ["start", "join", "help", "language", "cancel", "mydata", "forget"]
     assert "Parta is running as @" + BOT_USERNAME in app.log_text()
 
     # == 1. The admin sets the organisation up (4 steps).

@@ -130,9 +130,6 @@ async def flood(tg: WatchedTelegram, user_id: int, end: float) -> int:
     return sent
 
 
-@pytest.mark.xfail(strict=False, reason="issue #11: handlers' answers bypass the limiter (429s, failed updates, "
-                                        "late callback answers, the flooder answered message by message) "
-                                        "until the one-way-out redesign lands")
 async def test_forty_people_and_a_flooder_under_telegrams_limits(tmp_path: Path) -> None:
     prepared = await prepare_database(database_url(tmp_path), parents=1)
     school, code = prepared.school, prepared.code
