@@ -313,6 +313,10 @@ async def ask_remove(query: CallbackQuery, callback_data: MemberCb, actor: Actor
 
 
 async def remove(query: CallbackQuery, callback_data: MemberCb, actor: Actor, repo: Repo, settings: Settings) -> None:
+    # Two admins deciding about members at once (removing each other, the same
+    # person twice): one after the other, each seeing what the other did.
+    if actor.org is not None:
+        await repo.lock_organisations([actor.org.id])
     found = await _member(query, callback_data, actor, repo)
     if found is None:
         return
@@ -330,6 +334,10 @@ async def remove(query: CallbackQuery, callback_data: MemberCb, actor: Actor, re
         if not others and not (settings.admin_ids - {person.telegram_id}):
             await query.answer(_("This is the last administrator: appoint another one first."), show_alert=True)
             return
+    leaving = [m for m in leaving if m.state != MemberState.REMOVED]
+    if not leaving:
+        await query.answer(_("Already removed."), show_alert=True)
+        return
     for m in leaving:
         m.state = MemberState.REMOVED.value
     repo.audit(org.id, actor.person.id, "member.remove", subject=f"person:{person.id}", detail=group.title)
@@ -371,6 +379,8 @@ async def ask_move(query: CallbackQuery, callback_data: MemberCb, actor: Actor, 
 
 
 async def move(query: CallbackQuery, callback_data: MemberCb, actor: Actor, repo: Repo, settings: Settings) -> None:
+    if actor.org is not None:
+        await repo.lock_organisations([actor.org.id])  # two admins moving the same child: one after the other
     found = await _member(query, callback_data, actor, repo)
     if found is None:
         return
@@ -440,11 +450,17 @@ async def ask_appoint(query: CallbackQuery, callback_data: MembersCb, actor: Act
 
 
 async def appoint(query: CallbackQuery, callback_data: MembersCb, actor: Actor, repo: Repo, settings: Settings) -> None:
+    if actor.org is not None:
+        await repo.lock_organisations([actor.org.id])  # two admins appointing at once: one after the other
     member = await _appointable(query, callback_data, actor, repo)
     if member is None:
         return
     org = actor.org
     assert org is not None
+    if any(m.role == Role.ADMIN and m.state == MemberState.ACTIVE
+           for m in await repo.memberships_of(member.person_id, org.id)):
+        await query.answer(_("Already an administrator."), show_alert=True)
+        return
     await repo.add_membership(
         org_id=org.id, group_id=member.group_id, person_id=member.person_id, role=Role.ADMIN.value,
         state=MemberState.ACTIVE.value, verified_by_id=actor.person.id,

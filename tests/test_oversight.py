@@ -384,7 +384,7 @@ async def test_audit_lists_admin_actions_newest_first_with_pages_and_csv(app: Ha
     calls = await app.send(ADMIN, "/audit")
     [page] = only(calls, SendMessage)
     lines = page.text.split("\n")
-    assert lines[0] == "<b>Audit log</b> (1–10 of 12)" and len(lines) == 11
+    assert lines[0] == "<b>Audit log</b> (1–10 of 14)" and len(lines) == 11
     shown = [line.split(" · ")[2] for line in lines[1:]]
     assert shown[:4] == ["Invitation created", "Child moved to another group", "Member removed",
                          "Member's name corrected"]  # actions in words, not codes
@@ -393,7 +393,7 @@ async def test_audit_lists_admin_actions_newest_first_with_pages_and_csv(app: Ha
     calls = await app.press_on(ADMIN, page, "au:page:10")
     [page2] = only(calls, EditMessageText)
     lines = page2.text.split("\n")
-    assert lines[0] == "<b>Audit log</b> (11–12 of 12)"
+    assert lines[0] == "<b>Audit log</b> (11–14 of 14)"
     assert lines[-1].split(" · ")[2] == "Organisation set up"
     assert buttons(page2) == ["au:page:0", "au:xlsx:0", "au:csv:0"]
     calls = await app.press(ADMIN, "au:page:0")
