@@ -96,7 +96,7 @@ async def test_a_parent_cannot_change_groups_with_forged_buttons(app: Harness) -
 # The menu's order is bot.rights.COMMANDS's.
 START = ["start", "join", "help"]
 MEMBER = ["schedule", "events", "write", "settings", "groups"]
-STAFF = ["post", "scheduled", "invite", "invites", "requests", "absences", "members"]
+STAFF = ["post", "scheduled", "invite", "invites", "requests", "absences", "members", "families", "import"]
 ACCOUNT = ["language", "cancel", "mydata", "forget"]
 
 
