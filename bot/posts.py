@@ -226,15 +226,20 @@ async def broadcast(
     topic: str = "post",
     prefix: Callable[[], str] | None = None,
     not_before: datetime | None = None,
+    now: datetime | None = None,
 ) -> int:
     """One outbox row per person, each in the person's language; returns how
-    many. `not_before` holds the copies (quiet hours)."""
+    many. `not_before` holds the copies; otherwise the delivery policy decides
+    (quiet hours at `now`, the scheduler's clock)."""
     rendered: dict[str, tuple[str, list[tuple[str, str]]]] = {}
     rows: list[dict[str, Any]] = []
     digests: list[DueItem] = []
+    # The delivery policy (bot.policy): quiet hours, urgency, the family's digest —
+    # at the moment the caller acts for (the scheduler's clock); the rows are due
+    # from now on, or when quiet hours end.
+    at = now or utcnow()
     now = utcnow()
-    # The delivery policy (bot.policy): quiet hours, urgency, the family's digest.
-    hold = not_before or policy.not_before(org, topic, now=now, urgent=post.urgent, event_at=post.event_at)
+    hold = not_before or policy.not_before(org, topic, now=at, urgent=post.urgent, event_at=post.event_at)
     due = max(now, hold) if hold else now
     for person in people:
         held_until = policy.digest_at(person, org, topic, now=now, urgent=post.urgent)
@@ -291,7 +296,7 @@ async def publish(
     post.state = PostState.SENT.value
     post.sent_at = now
     count = await broadcast(repo, post, people, org=org, author_name=author.display_name, audience=audience,
-                            default_locale=default_locale)
+                            default_locale=default_locale, now=now)
     await send_card(repo, post, org, author, default_locale)
     await plan_post(repo, post, now)
     return count
@@ -320,14 +325,16 @@ async def notify(
     default_locale: str,
     not_before: datetime | None = None,
     rows: list[dict[str, Any]] | None = None,
+    now: datetime | None = None,
 ) -> int:
     """A plain message to many people, each in their language (weekly reminders,
     summaries). With `rows`, the outbox rows are only collected there (the
     caller inserts many at once)."""
     rendered: dict[str, str] = {}
     out: list[dict[str, Any]] = [] if rows is None else rows
+    at = now or utcnow()
     now = utcnow()
-    hold = not_before or policy.not_before(org, topic, now=now)
+    hold = not_before or policy.not_before(org, topic, now=at)
     due = max(now, hold) if hold else now
     count = 0
     for person in people:

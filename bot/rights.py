@@ -430,7 +430,8 @@ BUTTONS: dict[str, Cap] = {
     "onb": Cap.INVITE,  # importing a list: which classes, `scope(INVITE)`
     "poster": Cap.INVITE,
     "fam": Cap.VIEW_MEMBERS,  # who is missing; reprinting checks INVITE per class
-    "reqb": Cap.DECIDE_REQUESTS,  # approve binding the child to a pupil of the list
+    "reqb": Cap.DECIDE_REQUESTS,
+    "wh": Cap.POST,  # quick date and time choices while composing or rescheduling  # approve binding the child to a pupil of the list
 }
 
 

@@ -314,7 +314,7 @@ class Scheduler:
         left = post.event_at - max(now, hold or now)
         await broadcast(repo, post, people, org=org, author_name=author.display_name,
                         audience=await audience_text(repo, post, org), default_locale=self.default_locale,
-                        topic="event_reminder",
+                        topic="event_reminder", now=now,
                         prefix=lambda: _("⏰ Reminder: it starts {soon}.").format(soon=in_time(left)))
 
     async def _scheduled_post(self, repo: Repo, item: DueItem, now: datetime) -> None:
@@ -338,7 +338,7 @@ class Scheduler:
         deadline = post.ack_due_at
         await broadcast(repo, post, people, org=org, author_name=author.display_name,
                         audience=await audience_text(repo, post, org), default_locale=self.default_locale,
-                        topic="post_renotify",
+                        topic="post_renotify", now=now,
                         prefix=lambda: _("🔔 Please acknowledge this message by {when}.").format(
                             when=local(deadline, org) if deadline else ""))
 
@@ -397,7 +397,8 @@ class Scheduler:
             # Rendered in each reader's language (the weekday too).
             await notify(repo, people, lambda: _("⏰ {group}: {title} — {when}").format(
                 group=html.quote(group.title), title=html.quote(weekly.title), when=local(at, org)),
-                org=org, topic="weekly_reminder", ref_id=weekly.id, default_locale=self.default_locale, rows=rows)
+                org=org, topic="weekly_reminder", ref_id=weekly.id, default_locale=self.default_locale, rows=rows,
+                now=now)
             following.append(next_weekly_reminder(weekly, org.timezone, now))
         await repo.add_deliveries(rows)
         await repo.add_due_many([f for f in following if f is not None])

@@ -49,7 +49,7 @@ async def a_history(app: Harness) -> list[int]:
     acked = await post_with_ack(app, a)
     await compose(app, TEACHER, "announcement", [a], "Ещё новость", students=False)
     await app.press(TEACHER, "cmp:send:")
-    app.session.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
+    app.session.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user", chat_id=P1.id)
     await app.flush()
     await compose(app, ADMIN, "announcement", [a, b], "Для двух классов", students=False)
     await app.press(ADMIN, "cmp:send:")
@@ -109,7 +109,7 @@ async def test_figures_before_and_after_folding_are_equal(app: Harness) -> None:
     assert alert.show_alert and "no longer known" in (alert.text or "")
     # Someone who was never in the audience still cannot press it.
     calls = await app.press(ADMIN, f"p:ack:{posts[0]}:0")
-    assert only(calls, AnswerCallbackQuery)[0].text == "This button is not for you."
+    assert only(calls, AnswerCallbackQuery)[0].text == "⛔ This button is not for you."
 
 
 async def test_live_and_recent_copies_are_not_folded(app: Harness) -> None:

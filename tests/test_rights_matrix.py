@@ -401,7 +401,7 @@ def forged(cls: type[CallbackData], action: str | None, world: World) -> str:
         "request_id": ids["request"], "invitation_id": ids["invitation"], "relay_id": ids["relay"],
         "person_id": ids["teacher"] if prefix == "w" else ids["parent"], "org_id": world.org,
         "target": world.b, "role": "parent", "days": 14, "uses": 0, "offset": 0, "index": 0,
-        "locale": "en", "code": "", "pupil_id": ids["pupil"],
+        "locale": "en", "code": "", "pupil_id": ids["pupil"], "step": "day",
         "value": {"mb": ids["pupil"], "wk": ids["weekly"], "abs": ids["absence"], "cmp": str(world.a),
                   "setup": "school"}.get(prefix, 0),
     }
