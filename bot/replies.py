@@ -109,7 +109,6 @@ def after_commit_do(step: Callable[[], Awaitable[None]]) -> None:
 async def unit_of_work(session_maker: async_sessionmaker, bot: Bot) -> AsyncIterator[Repo]:
     """A continuation's own transaction, with the same rule: what it says is
     collected and leaves after its commit (`Collect` sends it then)."""
-    outer = after_commit.get()
     commit = AfterCommit()
     token = after_commit.set(commit)
     try:
@@ -124,6 +123,5 @@ async def unit_of_work(session_maker: async_sessionmaker, bot: Bot) -> AsyncIter
     finally:
         after_commit.reset(token)
     await commit.run()
-    del outer
     for method in commit.replies:
         await bot(method)  # outside the transaction now: Collect sends it
