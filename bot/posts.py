@@ -394,10 +394,11 @@ async def follow_edit(
 ) -> int:
     """Every copy shows the post as it is now: sent copies are edited (every
     message of a long one), pending ones rewritten before they go out. Returns
-    how many copies were touched."""
+    how many chats (families, people) were touched: a re-notified family's two
+    copies count once."""
     copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
     people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
-    touched = 0
+    touched: set[int] = set()
     for copy, parts in copies:
         person = people.get(copy.person_id or 0)
         locale = (person.locale if person else None) or default_locale
@@ -427,20 +428,20 @@ async def follow_edit(
             elif row.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
                 enqueue(repo, row.chat_id, DeleteMessage(chat_id=row.chat_id, message_id=0), org_id=org.id,
                         topic="post_edit", ref_id=post.id, edit_of=row)
-        touched += 1
-    return touched
+        touched.add(copy.chat_id)
+    return len(touched)
 
 
 async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_locale: str) -> int:
     """Pending copies never go out; sent ones are deleted (every message of
     them), or — where Telegram no longer allows it (older than 48 hours) —
-    edited to say so."""
+    edited to say so. Returns how many chats the post is withdrawn from."""
     copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
     await repo.cancel_pending_deliveries("post", post.id)
     await repo.cancel_pending_deliveries("post_renotify", post.id)
     await repo.cancel_pending_deliveries(PART, post.id)
     people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
-    touched = 0
+    touched: set[int] = set()
     for copy, parts in copies:
         if copy.status not in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
             continue
@@ -459,8 +460,8 @@ async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_
                 fallback = _edit_of_row(row, note, None)
             enqueue(repo, row.chat_id, method, org_id=org.id, org=org, topic="post_withdraw", ref_id=post.id,
                     edit_of=row, fallback=fallback)
-        touched += 1
-    return touched
+        touched.add(copy.chat_id)
+    return len(touched)
 
 
 # -- the author's card -----------------------------------------------------------------

@@ -113,3 +113,25 @@ async def test_the_invitation_link_twice_and_post_inside_post_start_fresh(app: H
     calls = await app.send(ADMIN, "/cancel")
     assert only(calls, SendMessage)
     assert not only(calls, AnswerCallbackQuery)
+
+
+async def test_counts_are_of_chats_not_of_messages(app: Harness) -> None:
+    """Issue 11, point 5: "withdrawn from 3 chats" for 2 chats — a family reminded
+    to acknowledge has two copies, and is one chat."""
+    from tests.flows import to_english
+    from tests.test_oversight import post_with_ack
+    from tests.test_posting import P2, TEACHER, school
+
+    a, _b = await school(app)
+    post = await post_with_ack(app, a)  # two parents, one has acknowledged
+    await app.press(TEACHER, f"pc:renotify:{post}")  # the other gets a second copy
+    await app.flush()
+    async with app.session_maker() as s:
+        from storage.models import Delivery
+        copies = (await s.scalars(select(Delivery.chat_id).where(
+            Delivery.post_id == post, Delivery.topic.in_(["post", "post_renotify"])))).all()
+    assert len(copies) == 3 and len(set(copies)) == 2 and P2.id in copies
+    await to_english(app, TEACHER)
+    await app.press(TEACHER, f"pc:withdraw:{post}")
+    calls = await app.press(TEACHER, f"pc:withdraw_yes:{post}")
+    assert "Withdrawn from 2 chats." in texts(calls), texts(calls)
