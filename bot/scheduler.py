@@ -101,6 +101,7 @@ class Scheduler:
         self._cache: _BatchCache | None = None
         self.retention = retention
         self.burst_batch = burst_batch
+        self.catching_up: asyncio.Future[None] | None = None  # the catch-up after taking the lease
 
     # -- the clock --------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ class Scheduler:
             log.info("scheduler: %s runs the clock", self.worker)
             self.leading = True
             # Catch up on what fell due while nobody ran it, without holding up the lease job.
-            asyncio.ensure_future(self._tick())
+            self.catching_up = asyncio.ensure_future(self._tick())
         elif not held and self.leading:
             log.warning("scheduler: %s lost the lease", self.worker)
             self.leading = False
