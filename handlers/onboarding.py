@@ -547,7 +547,7 @@ async def family_class(query: CallbackQuery, callback_data: FamCb, actor: Actor,
 async def _printable(query: CallbackQuery, data: FamCb, actor: Actor, repo: Repo) -> Group | None:
     group = await repo.group(actor.org.id, data.group_id) if actor.org is not None else None
     if group is None or not actor.can_invite(group, Role.PARENT):
-        await query.answer(_("You cannot print codes for this class."), show_alert=True)
+        await query.answer(rights.REFUSED + _("You cannot print codes for this class."), show_alert=True)
         return None
     return group
 
@@ -649,7 +649,7 @@ def approval_note(invitation: Invitation) -> str:
 async def _managed(query: CallbackQuery, data: PosterCb, actor: Actor, repo: Repo) -> Invitation | None:
     invitation = await repo.invitation(data.invitation_id, org_id=actor.org.id) if actor.org else None
     if invitation is None or not actor.can_manage_invitation(invitation.group_id, invitation.created_by_id):
-        await query.answer(_("You cannot manage this invitation."), show_alert=True)
+        await query.answer(rights.REFUSED + _("You cannot manage this invitation."), show_alert=True)
         return None
     return invitation
 

@@ -588,3 +588,20 @@ async def test_other_documents_are_not_taken_for_lists(app: Harness) -> None:
     await app.send(ADMIN, "/import")
     calls = await app.send(ADMIN, "here it is")
     assert "as an .xlsx or .csv file" in texts(calls)[0]
+
+
+async def test_a_teacher_forging_another_classs_slips_or_the_admins_poster_is_refused_with_the_mark(app: Harness) -> None:
+    group = await school(app)
+    other = await create_group(app, "6Б")
+    await app.send(ADMIN, "/invite")
+    await app.press(ADMIN, f"inv:group:{other}::0:0")
+    await app.press(ADMIN, f"inv:role:{other}:parent:0:0")
+    await app.press(ADMIN, f"inv:days:{other}:parent:14:0")
+    made = only(await app.press(ADMIN, f"inv:make:{other}:parent:14:0"), EditMessageText)[-1]
+    poster = button_data(made.reply_markup, "poster:pdf")
+    await teacher_of(app, group)
+    for data in (f"fam:slips:{other}:0", poster):
+        calls = await app.press(TEACHER, data)
+        [answer] = answers(calls)
+        # the teacher of 5А may print neither 6Б's slips nor an administrator's poster
+        assert answer.text.startswith("⛔") and answer.show_alert and not only(calls, SendDocument)
