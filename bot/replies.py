@@ -82,9 +82,16 @@ class Collect(BaseRequestMiddleware):
     def install(cls, bot: Bot, outbox: Outbox | None = None) -> None:
         """Once per bot session (tests build bots of their own)."""
         session = bot.session
-        if not getattr(session, cls.MARK, False):
-            session.middleware(cls(outbox))
-            setattr(session, cls.MARK, True)
+        if getattr(session, cls.MARK, None) is None:
+            collect = cls(outbox)
+            session.middleware(collect)
+            setattr(session, cls.MARK, collect)
+
+    @classmethod
+    def sender_of(cls, bot: Bot) -> Outbox | None:
+        """The sender that this bot's calls go through, if any."""
+        collect = getattr(bot.session, cls.MARK, None)
+        return collect.outbox if collect is not None else None
 
 
 def after_commit_do(step: Callable[[], Awaitable[None]]) -> None:
@@ -116,7 +123,8 @@ async def unit_of_work(session_maker: async_sessionmaker, bot: Bot) -> AsyncIter
             async with session.begin():
                 s_token = update_session.set(session)
                 try:
-                    yield Repo(session)
+                    repo = Repo(session)
+                    yield repo
                 finally:
                     update_session.reset(s_token)
         commit.open = False
@@ -125,3 +133,6 @@ async def unit_of_work(session_maker: async_sessionmaker, bot: Bot) -> AsyncIter
     await commit.run()
     for method in commit.replies:
         await bot(method)  # outside the transaction now: Collect sends it
+    sender = Collect.sender_of(bot)
+    if repo.enqueued and sender is not None:
+        sender.wake()  # what it wrote for others goes now, not at the sender's next look

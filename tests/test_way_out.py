@@ -135,3 +135,27 @@ async def test_counts_are_of_chats_not_of_messages(app: Harness) -> None:
     await app.press(TEACHER, f"pc:withdraw:{post}")
     calls = await app.press(TEACHER, f"pc:withdraw_yes:{post}")
     assert "Withdrawn from 2 chats." in texts(calls), texts(calls)
+
+
+async def test_a_continuations_own_unit_of_work_wakes_the_sender_for_what_it_wrote(session_maker) -> None:  # type: ignore[no-untyped-def]
+    """A step after the commit (the class list downloaded, a chat linked) that
+    writes deliveries for other people: they go now, not at the sender's next look."""
+    from bot.outbox import enqueue
+    from bot.replies import Collect, unit_of_work
+    from tests.harness import make_bot
+
+    class Sender:
+        woken = 0
+
+        def wake(self) -> None:
+            self.woken += 1
+
+    bot, sender = make_bot(), Sender()
+    Collect.install(bot, sender)  # type: ignore[arg-type]
+    async with unit_of_work(session_maker, bot):
+        pass
+    assert sender.woken == 0  # nothing written, nobody woken
+    async with unit_of_work(session_maker, bot) as repo:
+        enqueue(repo, 77, SendMessage(chat_id=77, text="The list is imported."), org_id=None)
+        assert sender.woken == 0  # not while the transaction is open
+    assert sender.woken == 1
