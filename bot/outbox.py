@@ -67,7 +67,15 @@ METHODS: dict[str, type[TelegramMethod[Any]]] = {
         EditMessageReplyMarkup, DeleteMessage, DeleteMessages, SetMyCommands, DeleteMyCommands, BanChatMember, UnbanChatMember,
     )
 }
-MAX_ATTEMPTS = 5
+# A server or network error is usually a moment's hiccup: the first retry goes
+# half a second later, at the front of its lane (so a broadcast does not trail
+# behind its few unlucky copies); then the waits grow, so that a real outage of
+# Telegram (minutes) is waited out rather than failing a school's broadcast.
+RETRY_DELAYS = (0.5, 2.0, 8.0, 30.0, 120.0, 300.0, 300.0)
+MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
+# This many transient failures in a row, and no success between: Telegram is
+# down rather than hiccuping, so every lane pauses instead of spending slots.
+OUTAGE_AFTER = 10
 # Calls about a chat that are not messages in it: no per-chat pacing.
 LOST = "lost"  # an outcome that is not one: the row went to another worker
 UNPACED = frozenset({"setMyCommands", "deleteMyCommands", "deleteMessage", "deleteMessages", "banChatMember",
@@ -173,6 +181,15 @@ def _harmless(method: TelegramMethod[Any], e: TelegramBadRequest) -> bool:
     )
 
 
+def _never_handled(error: Exception) -> bool:
+    """A failed call that Telegram did not count: a server error answered, or a
+    connection that failed before any answer. A timeout is not one (the call may
+    have been handled, and counted)."""
+    if isinstance(error, TelegramServerError):
+        return True
+    return isinstance(error, TelegramNetworkError) and "timeout" not in error.message.lower()
+
+
 async def send_reply(bot: Bot, method: TelegramMethod[Any], *, pause: Callable[[float], Awaitable[None]] | None = None,
                      before: Callable[[], Awaitable[None]] | None = None, strict: bool = False) -> Any:
     """One answer of an update to its own person, after the commit: a 429 waits
@@ -222,9 +239,10 @@ class LanePacer:
     def __init__(self, rate: float, shared: RedisPacer | None = None) -> None:
         self.step = 1.0 / rate if rate > 0 else 0.0
         self.shared = shared
-        self._heap: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._heap: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._next = 0.0
+        self._credit: deque[float] = deque()  # when calls Telegram never handled gave their slots back
         self._paused_until = 0.0
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -233,14 +251,16 @@ class LanePacer:
     def unlimited(self) -> bool:
         return self.step == 0 and self.shared is None
 
-    async def acquire(self, lane: int) -> None:
+    async def acquire(self, lane: int, *, retry: bool = False) -> None:
+        """Waits for a slot. A `retry` (a call that failed on a server or network
+        error) goes before the first attempts of its lane."""
         loop = asyncio.get_running_loop()
         if self.unlimited:
             while (pause := self._paused_until - loop.time()) > 0:
                 await asyncio.sleep(pause)
             return
         future: asyncio.Future[None] = loop.create_future()
-        heapq.heappush(self._heap, (lane, next(self._seq), future))
+        heapq.heappush(self._heap, (lane, 0 if retry else 1, next(self._seq), future))
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._serve(), name="lane-pacer")
         self._kick.set()
@@ -251,6 +271,16 @@ class LanePacer:
         self._paused_until = max(self._paused_until, loop.time() + seconds)
         if self.shared is not None:
             await self.shared.pause(seconds)
+
+    async def refund(self) -> None:
+        """The call that took a slot was refused before Telegram handled it (a
+        5xx answer, a connection refused or dropped before any answer): the
+        slot is given back, so failing calls do not slow everyone else down.
+        A slot given back is used within the second or not at all."""
+        if self.shared is not None:
+            await self.shared.refund()
+        elif self.step:
+            self._credit.append(asyncio.get_running_loop().time())
 
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - asyncio.get_running_loop().time())
@@ -269,6 +299,8 @@ class LanePacer:
                 await asyncio.sleep(pause)
             if self.shared is not None:
                 await self.shared.global_slot()
+            elif self._given_back(loop.time()) and self._next > loop.time():
+                self._credit.popleft()  # the slot of a call that never reached Telegram's counters
             else:
                 wait = self._next - loop.time()
                 if wait > 0:
@@ -277,10 +309,17 @@ class LanePacer:
                 # due: a late wake-up (a busy machine) must not bunch the next calls.
                 self._next = loop.time() + self.step
             while self._heap:
-                _, _, future = heapq.heappop(self._heap)
+                *_, future = heapq.heappop(self._heap)
                 if not future.done():
                     future.set_result(None)
                     break
+
+    def _given_back(self, now: float) -> bool:
+        """A slot given back within the last second (Telegram counts calls in
+        any rolling second: an older one cannot be used without a burst)."""
+        while self._credit and self._credit[0] < now - 1.0:
+            self._credit.popleft()
+        return bool(self._credit)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -352,6 +391,7 @@ class Outbox:
         self._progressed: set[int] = set()
         self._progress_pending: set[int] = set()  # recorded, the cards not refreshed yet
         self._progress_at = 0.0
+        self._failing_in_row = 0  # server and network errors since the last call that got through
         # The fastest lane: what updates say to their own people, per chat, in order.
         self._now: dict[int | str | None, deque[tuple[TelegramMethod[Any], Any, Any, Any]]] = {}
         self._now_workers: dict[int | str | None, asyncio.Task[None]] = {}
@@ -709,7 +749,7 @@ class Outbox:
             try:
                 if self.pacer is not None and paced:
                     await self.pacer.chat_turn(row.chat_id)
-                await self.lanes.acquire(row.lane)
+                await self.lanes.acquire(row.lane, retry=row.attempts > 1)
                 if paced:
                     await self._chat_turn(row.chat_id)
                 if self.shared and not await self._still_ours(row):
@@ -726,6 +766,7 @@ class Outbox:
                     result = await self.bot(fallback)
             finally:
                 self._slots.release()
+            self._failing_in_row = 0
             outcome: dict[str, Any] = {"status": DeliveryStatus.SENT.value, "sent_at": utcnow(), "error": None}
             if isinstance(result, Message):
                 outcome["message_id"] = result.message_id
@@ -748,6 +789,9 @@ class Outbox:
         except TelegramBadRequest as e:
             return _bad_request(e)
         except (TelegramNetworkError, TelegramServerError, TimeoutError, OSError) as e:
+            if _never_handled(e):
+                await self.lanes.refund()
+            await self._transient_failure()
             return self._retry(row, str(e))
         except Exception as e:  # never leave a row `sending` because of our own bug
             log.exception("outbox: delivery %s failed", row.id)
@@ -830,11 +874,18 @@ class Outbox:
             method.message_id = target.message_id  # type: ignore[attr-defined]
         return method
 
+    async def _transient_failure(self) -> None:
+        """Counts server and network errors in a row; past OUTAGE_AFTER, every
+        lane pauses (growing to a minute) until a call gets through again."""
+        self._failing_in_row += 1
+        if self._failing_in_row >= OUTAGE_AFTER:
+            await self.lanes.pause(min(60.0, 2.0 ** (self._failing_in_row - OUTAGE_AFTER)))
+
     @staticmethod
     def _retry(row: Delivery, error: str) -> dict[str, Any]:
         if row.attempts >= MAX_ATTEMPTS:
             return {"status": DeliveryStatus.FAILED.value, "error": error[:256]}
-        delay = min(300, 2 ** row.attempts)
+        delay = RETRY_DELAYS[max(0, row.attempts - 1)]
         return {"status": DeliveryStatus.PENDING.value, "error": error[:256],
                 "next_attempt_at": utcnow() + timedelta(seconds=delay)}
 
@@ -857,6 +908,15 @@ class RedisPacer:
     redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'EX', 60)
     return tostring(slot - now)
     """
+    REFUND_SCRIPT = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
+    if nxt > now then
+      redis.call('SET', KEYS[1], tostring(math.max(now, nxt - tonumber(ARGV[1]))), 'EX', 60)
+    end
+    return 1
+    """
 
     def __init__(self, url: str, rate: float, *, per_chat_seconds: int = 1) -> None:
         from limits import RateLimitItemPerSecond
@@ -873,6 +933,7 @@ class RedisPacer:
         self.step = 1.0 / (rate * 0.85) if rate > 0 else 0.0
         self.chat_limit = RateLimitItemPerSecond(1, per_chat_seconds)
         self._slot = self.redis.register_script(self.SLOT_SCRIPT)
+        self._refund = self.redis.register_script(self.REFUND_SCRIPT)
 
     async def chat_turn(self, chat_id: int | str) -> None:
         """One message per second into one chat, across workers."""
@@ -894,6 +955,12 @@ class RedisPacer:
 
     async def pause(self, seconds: float) -> None:
         await self.redis.set(self.PAUSE_KEY, str(time.time() + seconds), ex=int(seconds) + 1)
+
+    async def refund(self) -> None:
+        """A slot that a refused call did not use (Telegram never handled it):
+        the next free slot moves one step earlier, never into the past."""
+        if self.step:
+            await self._refund(keys=[self.SLOT_KEY], args=[self.step])
 
     async def close(self) -> None:
         await self.redis.aclose()

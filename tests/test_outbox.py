@@ -9,7 +9,9 @@ import pytest
 from aiogram.methods import EditMessageText, SendMessage
 from sqlalchemy import select, update
 
-from bot.outbox import MAX_ATTEMPTS, enqueue, settle_cards
+import asyncio
+
+from bot.outbox import MAX_ATTEMPTS, OUTAGE_AFTER, RETRY_DELAYS, LanePacer, enqueue, settle_cards
 from storage.models import Delivery, Group, utcnow
 from storage.repo import Repo
 from tests.conftest import ADMIN
@@ -72,6 +74,105 @@ async def test_server_errors_retry_with_backoff_then_fail(app: Harness) -> None:
             assert await app.flush() == []  # not due yet: the backoff holds
             await make_due(app)
     assert (await row(app, rid)).status == "failed"
+
+
+async def test_the_first_retry_of_a_server_error_comes_soon_and_later_ones_wait_longer(app: Harness) -> None:
+    rid = await add(app, 77)
+    waits = []
+    for _attempt in range(3):
+        app.session.fail_next("sendMessage", 502, "Bad Gateway")
+        await app.flush()
+        r = await row(app, rid)
+        waits.append((r.next_attempt_at - utcnow()).total_seconds())
+        await make_due(app)
+    # half a second (a hiccup), then 2 s, then 8 s: a broadcast does not trail
+    # behind a few unlucky copies, and an outage is waited out
+    assert 0 < waits[0] <= RETRY_DELAYS[0] < waits[1] <= RETRY_DELAYS[1] < waits[2] <= RETRY_DELAYS[2]
+    assert sum(RETRY_DELAYS) >= 10 * 60  # the last attempt is ten minutes or more after the first
+
+
+async def test_a_call_telegram_never_handled_gives_its_slot_back_and_a_timeout_does_not(
+    app: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiogram.exceptions import TelegramNetworkError
+
+    given_back: list[int] = []
+
+    async def refund() -> None:
+        given_back.append(1)
+
+    monkeypatch.setattr(app.outbox.lanes, "refund", refund)
+    inner = app.session.make_request
+    errors: list[str] = []
+
+    async def failing(bot, method, timeout=None):  # type: ignore[no-untyped-def]
+        if errors:
+            raise TelegramNetworkError(method=method, message=errors.pop(0))
+        return await inner(bot, method, timeout)
+
+    monkeypatch.setattr(app.session, "make_request", failing)
+    rid = await add(app, 77)
+    app.session.fail_next("sendMessage", 502, "Bad Gateway")  # answered by a proxy: not handled
+    await app.flush()
+    assert given_back == [1]
+    await make_due(app)
+    errors.append("ServerDisconnectedError: Server disconnected")  # dropped before any answer
+    await app.flush()
+    assert given_back == [1, 1]
+    await make_due(app)
+    errors.append("Request timeout error")  # it may have been handled, and counted
+    await app.flush()
+    assert given_back == [1, 1]
+    await make_due(app)
+    await app.flush()
+    assert (await row(app, rid)).status == "sent"
+
+
+async def test_a_slot_given_back_is_used_at_once_but_only_within_the_second() -> None:
+    pacer = LanePacer(rate=0.2)  # one slot every 5 s
+    await pacer.acquire(2)
+    await pacer.refund()
+    await asyncio.wait_for(pacer.acquire(2), timeout=2.5)  # the given-back slot, not a 5 s wait
+    await pacer.refund()
+    await asyncio.sleep(1.1)  # too late: using it now could make a burst in one rolling second
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(pacer.acquire(2), timeout=2.5)
+    await pacer.close()
+
+
+async def test_a_retry_goes_before_the_first_attempts_of_its_lane() -> None:
+    pacer = LanePacer(rate=50)
+    order: list[str] = []
+
+    async def take(name: str, lane: int, retry: bool = False) -> None:
+        await pacer.acquire(lane, retry=retry)
+        order.append(name)
+
+    first = asyncio.create_task(take("busy", 2))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(take(f"copy{i}", 2)) for i in range(3)]
+    await asyncio.sleep(0)
+    waiting.append(asyncio.create_task(take("retry", 2, retry=True)))
+    waiting.append(asyncio.create_task(take("answer", 0)))
+    await asyncio.gather(first, *waiting)
+    await pacer.close()
+    # the person pressing a button first, then the retried copy, then the rest in order
+    assert order == ["busy", "answer", "retry", "copy0", "copy1", "copy2"]
+
+
+async def test_many_server_errors_in_a_row_pause_every_lane(app: Harness) -> None:
+    ids = [await add(app, 100 + i) for i in range(OUTAGE_AFTER - 1)]
+    for _ in ids:
+        app.session.fail_next("sendMessage", 502, "Bad Gateway")
+    await app.flush()
+    assert app.outbox.lanes.paused_for() == 0  # a few hiccups: no pause
+    assert [(await row(app, i)).status for i in ids] == ["pending"] * len(ids)
+    last = await add(app, 200)
+    app.session.fail_next("sendMessage", 502, "Bad Gateway")
+    await app.flush()
+    # that many in a row, none through: Telegram is down, so every lane waits
+    assert app.outbox.lanes.paused_for() > 0
+    assert (await row(app, last)).status == "pending"
 
 
 async def test_a_retry_after_succeeds(app: Harness) -> None:
