@@ -242,7 +242,9 @@ class LanePacer:
         self._heap: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._next = 0.0
+        self.rate = rate
         self._credit: deque[float] = deque()  # when calls Telegram never handled gave their slots back
+        self._granted: deque[float] = deque()  # when slots were given, over the last second
         self._paused_until = 0.0
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -299,8 +301,13 @@ class LanePacer:
                 await asyncio.sleep(pause)
             if self.shared is not None:
                 await self.shared.global_slot()
-            elif self._given_back(loop.time()) and self._next > loop.time():
-                self._credit.popleft()  # the slot of a call that never reached Telegram's counters
+            elif self._next > loop.time() and self._given_back(loop.time()):
+                # The slot of a call that never reached Telegram's counters, half a
+                # step after the last one (no two calls at once).
+                wait = self._granted[-1] + self.step / 2 - loop.time() if self._granted else 0.0
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._credit.popleft()
             else:
                 wait = self._next - loop.time()
                 if wait > 0:
@@ -308,6 +315,8 @@ class LanePacer:
                 # Spaced from when the slot was really given, never from when it was
                 # due: a late wake-up (a busy machine) must not bunch the next calls.
                 self._next = loop.time() + self.step
+            if self.step:
+                self._granted.append(loop.time())
             while self._heap:
                 *_, future = heapq.heappop(self._heap)
                 if not future.done():
@@ -315,11 +324,14 @@ class LanePacer:
                     break
 
     def _given_back(self, now: float) -> bool:
-        """A slot given back within the last second (Telegram counts calls in
-        any rolling second: an older one cannot be used without a burst)."""
+        """A slot given back within the last second may be used if the rolling
+        second, counting only the calls that reached Telegram, has room for one
+        more and 5 % to spare (an older one cannot be used without a burst)."""
         while self._credit and self._credit[0] < now - 1.0:
             self._credit.popleft()
-        return bool(self._credit)
+        while self._granted and self._granted[0] < now - 1.0:
+            self._granted.popleft()
+        return bool(self._credit) and len(self._granted) - len(self._credit) < self.rate * 0.95
 
     async def close(self) -> None:
         if self._task is not None:

@@ -128,16 +128,24 @@ async def test_a_call_telegram_never_handled_gives_its_slot_back_and_a_timeout_d
     assert (await row(app, rid)).status == "sent"
 
 
-async def test_a_slot_given_back_is_used_at_once_but_only_within_the_second() -> None:
-    pacer = LanePacer(rate=0.2)  # one slot every 5 s
+async def test_a_slot_given_back_is_used_half_a_step_later_instead_of_a_whole_one() -> None:
+    pacer = LanePacer(rate=0.1)  # one slot every 10 s
     await pacer.acquire(2)
     await pacer.refund()
-    await asyncio.wait_for(pacer.acquire(2), timeout=2.5)  # the given-back slot, not a 5 s wait
-    await pacer.refund()
-    await asyncio.sleep(1.1)  # too late: using it now could make a burst in one rolling second
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(pacer.acquire(2), timeout=2.5)
+    await asyncio.wait_for(pacer.acquire(2), timeout=8)  # the given-back slot: 5 s, not 10
     await pacer.close()
+
+
+def test_a_slot_given_back_counts_only_within_the_rolling_second_and_with_room_in_it() -> None:
+    pacer = LanePacer(rate=30)
+    pacer._granted.extend(i / 30 for i in range(20))  # 20 calls in the second before t = 0.7
+    pacer._credit.append(0.5)
+    assert pacer._given_back(0.7)  # 20 - 1 reached Telegram: room for one more
+    pacer._granted.extend(0.67 + i / 1000 for i in range(10))  # 30 in the second now
+    assert not pacer._given_back(0.7)  # 29 reached Telegram: no room to spare
+    pacer._granted.clear()
+    assert not pacer._given_back(1.6)  # given back more than a second ago: gone
+    assert not pacer._credit
 
 
 async def test_a_retry_goes_before_the_first_attempts_of_its_lane() -> None:
