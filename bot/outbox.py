@@ -181,15 +181,6 @@ def _harmless(method: TelegramMethod[Any], e: TelegramBadRequest) -> bool:
     )
 
 
-def _never_handled(error: Exception) -> bool:
-    """A failed call that Telegram did not count: a server error answered, or a
-    connection that failed before any answer. A timeout is not one (the call may
-    have been handled, and counted)."""
-    if isinstance(error, TelegramServerError):
-        return True
-    return isinstance(error, TelegramNetworkError) and "timeout" not in error.message.lower()
-
-
 async def send_reply(bot: Bot, method: TelegramMethod[Any], *, pause: Callable[[float], Awaitable[None]] | None = None,
                      before: Callable[[], Awaitable[None]] | None = None, strict: bool = False) -> Any:
     """One answer of an update to its own person, after the commit: a 429 waits
@@ -242,9 +233,6 @@ class LanePacer:
         self._heap: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._next = 0.0
-        self.rate = rate
-        self._credit: deque[float] = deque()  # when calls Telegram never handled gave their slots back
-        self._granted: deque[float] = deque()  # when slots were given, over the last second
         self._paused_until = 0.0
         self._kick = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -274,16 +262,6 @@ class LanePacer:
         if self.shared is not None:
             await self.shared.pause(seconds)
 
-    async def refund(self) -> None:
-        """The call that took a slot was refused before Telegram handled it (a
-        5xx answer, a connection refused or dropped before any answer): the
-        slot is given back, so failing calls do not slow everyone else down.
-        A slot given back is used within the second or not at all."""
-        if self.shared is not None:
-            await self.shared.refund()
-        elif self.step:
-            self._credit.append(asyncio.get_running_loop().time())
-
     def paused_for(self) -> float:
         return max(0.0, self._paused_until - asyncio.get_running_loop().time())
 
@@ -301,13 +279,6 @@ class LanePacer:
                 await asyncio.sleep(pause)
             if self.shared is not None:
                 await self.shared.global_slot()
-            elif self._next > loop.time() and self._given_back(loop.time()):
-                # The slot of a call that never reached Telegram's counters, half a
-                # step after the last one (no two calls at once).
-                wait = self._granted[-1] + self.step / 2 - loop.time() if self._granted else 0.0
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                self._credit.popleft()
             else:
                 wait = self._next - loop.time()
                 if wait > 0:
@@ -315,23 +286,11 @@ class LanePacer:
                 # Spaced from when the slot was really given, never from when it was
                 # due: a late wake-up (a busy machine) must not bunch the next calls.
                 self._next = loop.time() + self.step
-            if self.step:
-                self._granted.append(loop.time())
             while self._heap:
                 *_, future = heapq.heappop(self._heap)
                 if not future.done():
                     future.set_result(None)
                     break
-
-    def _given_back(self, now: float) -> bool:
-        """A slot given back within the last second may be used if the rolling
-        second, counting only the calls that reached Telegram, has room for one
-        more and 5 % to spare (an older one cannot be used without a burst)."""
-        while self._credit and self._credit[0] < now - 1.0:
-            self._credit.popleft()
-        while self._granted and self._granted[0] < now - 1.0:
-            self._granted.popleft()
-        return bool(self._credit) and len(self._granted) - len(self._credit) < self.rate * 0.95
 
     async def close(self) -> None:
         if self._task is not None:
@@ -801,8 +760,6 @@ class Outbox:
         except TelegramBadRequest as e:
             return _bad_request(e)
         except (TelegramNetworkError, TelegramServerError, TimeoutError, OSError) as e:
-            if _never_handled(e):
-                await self.lanes.refund()
             await self._transient_failure()
             return self._retry(row, str(e))
         except Exception as e:  # never leave a row `sending` because of our own bug
@@ -920,15 +877,6 @@ class RedisPacer:
     redis.call('SET', KEYS[1], tostring(slot + tonumber(ARGV[1])), 'EX', 60)
     return tostring(slot - now)
     """
-    REFUND_SCRIPT = """
-    local t = redis.call('TIME')
-    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-    local nxt = tonumber(redis.call('GET', KEYS[1]) or '0')
-    if nxt > now then
-      redis.call('SET', KEYS[1], tostring(math.max(now, nxt - tonumber(ARGV[1]))), 'EX', 60)
-    end
-    return 1
-    """
 
     def __init__(self, url: str, rate: float, *, per_chat_seconds: int = 1) -> None:
         from limits import RateLimitItemPerSecond
@@ -945,7 +893,6 @@ class RedisPacer:
         self.step = 1.0 / (rate * 0.85) if rate > 0 else 0.0
         self.chat_limit = RateLimitItemPerSecond(1, per_chat_seconds)
         self._slot = self.redis.register_script(self.SLOT_SCRIPT)
-        self._refund = self.redis.register_script(self.REFUND_SCRIPT)
 
     async def chat_turn(self, chat_id: int | str) -> None:
         """One message per second into one chat, across workers."""
@@ -967,12 +914,6 @@ class RedisPacer:
 
     async def pause(self, seconds: float) -> None:
         await self.redis.set(self.PAUSE_KEY, str(time.time() + seconds), ex=int(seconds) + 1)
-
-    async def refund(self) -> None:
-        """A slot that a refused call did not use (Telegram never handled it):
-        the next free slot moves one step earlier, never into the past."""
-        if self.step:
-            await self._refund(keys=[self.SLOT_KEY], args=[self.step])
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -91,63 +91,6 @@ async def test_the_first_retry_of_a_server_error_comes_soon_and_later_ones_wait_
     assert sum(RETRY_DELAYS) >= 10 * 60  # the last attempt is ten minutes or more after the first
 
 
-async def test_a_call_telegram_never_handled_gives_its_slot_back_and_a_timeout_does_not(
-    app: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from aiogram.exceptions import TelegramNetworkError
-
-    given_back: list[int] = []
-
-    async def refund() -> None:
-        given_back.append(1)
-
-    monkeypatch.setattr(app.outbox.lanes, "refund", refund)
-    inner = app.session.make_request
-    errors: list[str] = []
-
-    async def failing(bot, method, timeout=None):  # type: ignore[no-untyped-def]
-        if errors:
-            raise TelegramNetworkError(method=method, message=errors.pop(0))
-        return await inner(bot, method, timeout)
-
-    monkeypatch.setattr(app.session, "make_request", failing)
-    rid = await add(app, 77)
-    app.session.fail_next("sendMessage", 502, "Bad Gateway")  # answered by a proxy: not handled
-    await app.flush()
-    assert given_back == [1]
-    await make_due(app)
-    errors.append("ServerDisconnectedError: Server disconnected")  # dropped before any answer
-    await app.flush()
-    assert given_back == [1, 1]
-    await make_due(app)
-    errors.append("Request timeout error")  # it may have been handled, and counted
-    await app.flush()
-    assert given_back == [1, 1]
-    await make_due(app)
-    await app.flush()
-    assert (await row(app, rid)).status == "sent"
-
-
-async def test_a_slot_given_back_is_used_half_a_step_later_instead_of_a_whole_one() -> None:
-    pacer = LanePacer(rate=0.1)  # one slot every 10 s
-    await pacer.acquire(2)
-    await pacer.refund()
-    await asyncio.wait_for(pacer.acquire(2), timeout=8)  # the given-back slot: 5 s, not 10
-    await pacer.close()
-
-
-def test_a_slot_given_back_counts_only_within_the_rolling_second_and_with_room_in_it() -> None:
-    pacer = LanePacer(rate=30)
-    pacer._granted.extend(i / 30 for i in range(20))  # 20 calls in the second before t = 0.7
-    pacer._credit.append(0.5)
-    assert pacer._given_back(0.7)  # 20 - 1 reached Telegram: room for one more
-    pacer._granted.extend(0.67 + i / 1000 for i in range(10))  # 30 in the second now
-    assert not pacer._given_back(0.7)  # 29 reached Telegram: no room to spare
-    pacer._granted.clear()
-    assert not pacer._given_back(1.6)  # given back more than a second ago: gone
-    assert not pacer._credit
-
-
 async def test_a_retry_goes_before_the_first_attempts_of_its_lane() -> None:
     pacer = LanePacer(rate=50)
     order: list[str] = []
