@@ -132,3 +132,14 @@ async def test_an_english_parent_joins_in_english_and_receives_a_post_in_english
     sent = await app.flush()
     copy = [c for c in only(sent, SendMessage) if c.chat_id == EN.id][0]
     assert "Завтра субботник" in copy.text and "Acknowledge" in str(copy.reply_markup)
+
+
+async def test_someone_the_bot_knew_before_keeps_the_language_they_had(app: Harness) -> None:
+    """Detection is for first contact only: a person the bot already knew, with no
+    language of their own (as everyone was before), is not switched under them."""
+    await setup_org(app)
+    async with app.session_maker.begin() as s:
+        s.add(PersonRow(telegram_id=EN.id, telegram_name=EN.first_name, locale=None))
+    home, menus = await first_start(app, EN)
+    assert "закрытое пространство" in home and not menus
+    assert await stored_locale(app, EN) is None
