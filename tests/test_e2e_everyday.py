@@ -230,7 +230,8 @@ async def english_walk(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 
     teacher_seen = tg.bot_messages(TEACHER)[-1].message_id
     await app.press(ADMIN, card, "ver:yes:")
     verified = await app.message(TEACHER, after=teacher_seen, contains=("has verified you", "Now you can"))
-    assert "/post — Post to families or staff" in verified.content and "/invite — Create an invitation" in verified.content
+    assert "/post — Post to families or staff" in verified.content
+    assert "/invite — Create an invitation" in verified.content
     await app.menu(TEACHER, lambda c: "post" in c and "invite" in c, "the verified teacher's menu")
     assert english_menu(tg, TEACHER)["post"] == "Post to families or staff"
 
@@ -274,14 +275,16 @@ async def english_walk(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 
     await app.press(TEACHER, options, "cmp:preview:")
     send = await app.message(TEACHER, after=options.message_id, contains="Send it?", button="cmp:send:")
     await app.press(TEACHER, send, "cmp:send:")
-    card = await app.message(TEACHER, after=send.message_id, contains=("Event", "Recipients: 1"), button="pc:refresh:")
+    card = await app.message(TEACHER, after=send.message_id, contains=("Event", "Recipients: 1"),
+                             button="pc:refresh:")
 
     # == The parent receives it in English, with the date's weekday, and acknowledges.
     copy = await app.message(PARENT, contains=("Museum trip", f"{shown}, 18:30", "Anna Smith"), button="p:ack:")
     assert "Event" in copy.content and any("Acknowledge" in t for t in copy.button_texts), copy
     await app.press(PARENT, copy, "p:ack:")
     await app.edited(PARENT, copy, lambda m: any("Acknowledged" in t for t in m.button_texts), "acknowledged")
-    await app.edited(TEACHER, card, lambda m: "acknowledged: 1" in m.content, "the card counts the acknowledgement")
+    await app.edited(TEACHER, card, lambda m: "acknowledged: 1" in m.content,
+                     "the card counts the acknowledgement")
     # Their list of events: English dates too.
     after = await app.say(PARENT, "/events")
     await app.message(PARENT, after=after, contains=("Upcoming events", f"{shown}, 18:30 — Museum trip"))
