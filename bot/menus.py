@@ -88,6 +88,12 @@ def commands_for(actor: Actor) -> list[BotCommand]:
     return [BotCommand(command=name, description=texts[name]) for name in command_names(actor)]
 
 
+def section_commands(actor: Actor, section: rights.Section) -> list[BotCommand]:
+    """The person's commands of one section, in the current locale (what a newly
+    verified teacher may now do: the table decides, as for the menu)."""
+    return [c for c in commands_for(actor) if rights.BY_NAME[c.command].section == section]
+
+
 async def enqueue_menu(repo: Repo, actor: Actor) -> None:
     """Sets the person's menu after the update commits; an older pending one is dropped."""
     await repo.cancel_pending_deliveries("menu", actor.person.id)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.actor import Actor
 from bot.fsm import AfterCommit, after_commit, update_session
+from bot.i18n import telegram_locale
 from bot.outbox import Outbox, send_reply
 from bot.replies import Collect
 from bot.scheduler import Scheduler
@@ -85,7 +86,7 @@ class Flood(BaseMiddleware):
         chat = data.get("event_chat")
         if i18n is None or chat is None:
             return
-        locale = user.language_code if user.language_code in ("ru", "en") else i18n.default_locale
+        locale = telegram_locale(user.language_code) or i18n.default_locale
         with i18n.context(), i18n.use_locale(locale):
             text = _("You are sending messages very fast. I will answer again once you pause for a few seconds.")
         try:
@@ -204,7 +205,10 @@ class ActorMiddleware(BaseMiddleware):
         repo: Repo = data["repo"]
         person = await repo.person_with_memberships(user.id)
         if person is None:
-            person = await repo.add_person(user.id, user.full_name)
+            # First contact: the language their Telegram is in, if we speak it, is
+            # stored as theirs — so what others' updates send them is in it too. It is
+            # never detected again: from here on only /language changes it.
+            person = await repo.add_person(user.id, user.full_name, telegram_locale(user.language_code))
             data["new_person"] = True
             # Someone who used /forget and came back: the blocks placed on them hold.
             await repo.reclaim_blocks(person.id, person_key(user.id, self.secret))
@@ -222,7 +226,8 @@ class ActorMiddleware(BaseMiddleware):
 
 
 class LocaleMiddleware(I18nMiddleware):
-    """The person's chosen language, else the deployment's default (ru)."""
+    """The person's language (chosen with /language, else their Telegram's at
+    first contact), else the deployment's default."""
 
     def __init__(self, i18n: I18n) -> None:
         super().__init__(i18n)

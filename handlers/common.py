@@ -15,7 +15,7 @@ from bot.settings import Settings
 from handlers.keyboards import AskCb, LangCb, group_title, language_keyboard, single_button
 from handlers.setup import SetupForm
 from handlers.texts import q, role_name
-from storage.models import MemberState
+from storage.models import Group, MemberState, Role
 from storage.repo import Repo
 
 
@@ -37,16 +37,37 @@ async def cancel(message: Message, state: FSMContext) -> None:
     await message.answer(_("Cancelled. Nothing was changed."))
 
 
+ORG_ROLES = (Role.ADMIN, Role.HEAD)  # held through the staff room, but roles of the whole organisation
+
+
 def memberships_text(actor: Actor) -> str:
-    lines = []
+    """Who the person is here: the organisation's roles as sentences, then their
+    groups, each with the roles they hold in it (an administrator's seat in the
+    staff room is a group, "administrator" is not)."""
+    head = []
+    if any(m.role == Role.ADMIN for m in actor.active()):
+        head.append(_("You are an administrator of the organisation."))
+    elif actor.is_config_admin:
+        head.append(_("You are an administrator of the platform."))
+    if actor.is_head:
+        head.append(_("You are the head of the organisation."))
+    groups: dict[int, tuple[Group, list[str]]] = {}
     for m in sorted(actor.memberships, key=lambda m: (m.group.kind != "staff", m.group.title)):
-        line = f"• {q(group_title(m.group))} — {role_name(m.role)}"
+        roles = groups.setdefault(m.group_id, (m.group, []))[1]
+        if m.role in ORG_ROLES:
+            continue
+        role = role_name(m.role)
         if m.state == MemberState.UNVERIFIED:
-            line += " " + _("(waiting for verification)")
-        lines.append(line)
-    if actor.is_config_admin and not any(m.role == "admin" for m in actor.active()):
-        lines.append("• " + _("administrator of the platform"))
-    return "\n".join(lines)
+            role += " " + _("(waiting for verification)")
+        roles.append(role)
+    lines = [
+        f"• {q(group_title(group))}" + (f" — {', '.join(roles)}" if roles else "")
+        for group, roles in groups.values()
+    ]
+    parts = [" ".join(head)] if head else []
+    if lines:
+        parts.append(_("You are in:") + "\n" + "\n".join(lines))
+    return "\n".join(parts)
 
 
 async def start(
@@ -79,7 +100,7 @@ async def start(
         text = _("Hello, {name}! This is {org}.").format(
             name=q(actor.person.display_name), org=q(actor.org.name)
         )
-        text += "\n\n" + _("You are in:") + "\n" + memberships_text(actor)
+        text += "\n\n" + memberships_text(actor)
         if actor.awaiting_verification:
             text += "\n\n" + _(
                 "An administrator has to verify you as a teacher before you can post or invite. "

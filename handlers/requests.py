@@ -26,6 +26,7 @@ from handlers.keyboards import (
     DecideCb,
     confirm_keyboard,
     decide_keyboard,
+    group_title,
     groups_keyboard,
     roles_keyboard,
 )
@@ -129,7 +130,7 @@ async def ask_group(query: CallbackQuery, callback_data: AskCb, state: FSMContex
     )
 
 
-async def got_name(message: Message, state: FSMContext) -> None:
+async def got_name(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     name = clean_name(message.text)
     if name is None:
         await message.answer(
@@ -141,23 +142,30 @@ async def got_name(message: Message, state: FSMContext) -> None:
         await state.set_state(AskForm.child)
         await message.answer(_("Thank you. Now send your child's full name (for example: Иванов Пётр)."))
         return
-    await _ask_confirm(message, state)
+    await _ask_confirm(message, state, actor, repo)
 
 
-async def got_child(message: Message, state: FSMContext) -> None:
+async def got_child(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     child = clean_name(message.text)
     if child is None:
         await message.answer(_("Please send the child's full name as text: 2 to 128 characters, letters included."))
         return
     await state.update_data(child_name=child)
-    await _ask_confirm(message, state)
+    await _ask_confirm(message, state, actor, repo)
 
 
-async def _ask_confirm(message: Message, state: FSMContext) -> None:
+async def _ask_confirm(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
     data = await state.get_data()
+    org = actor.addressed_org
+    group = await repo.group(org.id, data.get("group_id", 0)) if org is not None else None
+    if group is None or group.archived_at is not None:
+        await state.clear()
+        await message.answer(_("This group no longer exists."))
+        return
     await state.set_state(AskForm.confirm)
     lines = [
         _("Please check your request:"),
+        _("Group: {group}").format(group=q(group_title(group))),
         _("Role: {role}").format(role=role_name(data["role"])),
         _("Your name: {name}").format(name=q(data["full_name"])),
     ]

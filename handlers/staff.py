@@ -19,6 +19,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from bot import rights
 from bot.actor import Actor
 from bot.i18n import in_locale
+from bot.menus import section_commands
 from bot.outbox import enqueue, settle_cards
 from bot.settings import Settings
 from handlers.admission import admin_chats, refresh_menu_of
@@ -115,18 +116,25 @@ async def verify(query: CallbackQuery, callback_data: VerifyCb, actor: Actor, re
             texts[chat_id] = verification_text(membership, accept, actor.person.display_name)
     pressed = (query.message.chat.id, query.message.message_id) if query.message else None
     await settle_cards(repo, "verify", membership.id, texts, skip_message=pressed)
+    fresh = await refresh_menu_of(repo, person, settings.admin_ids, settings.default_locale)
     with in_locale(person.locale or settings.default_locale):
         if accept:
-            text = _("✅ An administrator has verified you as {role} in {group}. You can now invite families. See /help.").format(
+            text = _("✅ An administrator has verified you as {role} in {group}.").format(
                 role=role_name(membership.role), group=q(membership.group.title)
             )
+            # What they may do now, from the rights table (in this organisation).
+            now = Actor.in_org(fresh.person, org, settings.admin_ids) if fresh is not None else None
+            teaching = section_commands(now, rights.Section.TEACHING) if now is not None else []
+            if teaching:
+                text += "\n\n" + _("Now you can:") + "\n" + "\n".join(
+                    f"/{c.command} — {c.description}" for c in teaching)
+            text += "\n\n" + _("All your commands: /help")
         else:
             text = _("An administrator did not confirm you as {role} in {group}. For questions, contact the administration.").format(
                 role=role_name(membership.role), group=q(membership.group.title)
             )
         enqueue(repo, person.telegram_id, SendMessage(chat_id=person.telegram_id, text=text),
                 org_id=org.id, org=org, topic="verify_answer", ref_id=membership.id)
-    await refresh_menu_of(repo, person, settings.admin_ids, settings.default_locale)
     await query.answer(_("Verified.") if accept else _("Declined."))
     if isinstance(query.message, Message):
         await query.message.edit_text(verification_text(membership, accept, actor.person.display_name))

@@ -97,8 +97,8 @@ class Repo:
         result = await self.session.execute(_PERSON_WITH_MEMBERSHIPS, {"telegram_id": telegram_id})
         return result.unique().scalar_one_or_none()
 
-    async def add_person(self, telegram_id: int, telegram_name: str) -> Person:
-        person = Person(telegram_id=telegram_id, telegram_name=telegram_name[:256], memberships=[])
+    async def add_person(self, telegram_id: int, telegram_name: str, locale: str | None = None) -> Person:
+        person = Person(telegram_id=telegram_id, telegram_name=telegram_name[:256], locale=locale, memberships=[])
         self.session.add(person)
         await self.session.flush()
         return person

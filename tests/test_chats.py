@@ -421,7 +421,8 @@ async def test_admin_links_a_group_chat_and_only_members_of_the_class_get_in(app
     assert told.chat_id == P3.id and told.text.startswith("Не удалось впустить вас в чат «5А родители»")
     calls = await app.join_request(STRANGER, CHAT, row.invite_link)
     assert [type(c) for c in calls] == [DeclineChatJoinRequest, SendMessage]
-    assert only(calls, SendMessage)[0].text.startswith("Не удалось впустить вас в чат «5А родители»")
+    # The stranger's first contact with the bot: told in their Telegram's language.
+    assert only(calls, SendMessage)[0].text.startswith("I could not let you into «5А родители»")
     # Telegram may not let the bot write first: the decline stands all the same.
     app.session.fail_next("sendMessage", 403, "Forbidden: bot can't initiate conversation with a user")
     calls = await app.join_request(Person(9002, "Ещё чужой"), CHAT)

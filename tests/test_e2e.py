@@ -180,6 +180,37 @@ async def running_bot(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Driver]
             await proc.wait()
 
 
+async def make_invitation(app: Driver, who: int, role: str, uses: int, group: str = "5А") -> str:
+    """Walks the /invite wizard as `who` (group → role → days → uses); returns the code
+    read from the QR picture's caption. A parents' code is switched to admit at once."""
+    after = await app.say(who, "/invite")
+    wizard = await app.message(who, after=after, button="inv:group:")
+    assert group in wizard.button_texts
+    await app.press(who, wizard, "inv:group:", text=group)
+    await app.edited(who, wizard, lambda m: any(d.startswith("inv:role:") for d in m.callback_data), "roles")
+    await app.press(who, wizard, "inv:role:", where=lambda d: d.split(":")[3] == role)
+    await app.edited(who, wizard, lambda m: any(d.startswith("inv:days:") for d in m.callback_data), "days")
+    await app.press(who, wizard, "inv:days:", where=lambda d: d.split(":")[4] == "14")
+    await app.edited(who, wizard, lambda m: any(d.startswith("inv:make:") for d in m.callback_data), "uses")
+    await app.press(who, wizard, "inv:make:", where=lambda d: d.split(":")[5] == str(uses))
+    photo = await app.message(who, after=wizard.message_id, contains=f"https://t.me/{BOT_USERNAME}?start=")
+    assert photo.photo is not None and photo.photo.startswith(PNG_SIGNATURE), photo
+    assert photo.file is not None and photo.file.width > 100 and photo.file.height > 100
+    caption = photo.plain_caption or ""
+    match = re.search(rf"https://t\.me/{BOT_USERNAME}\?start=([A-Z0-9]{{10}})", caption)
+    assert match, caption
+    code = match.group(1)
+    assert f"/join {code}" in caption and group in caption and "Школа № 1" in caption
+    # The wizard message now names the code; its buttons are the poster (and, for parents, approval).
+    await app.edited(who, wizard, lambda m: code in m.content and m.callback_data
+                     and all(d.startswith("poster:") for d in m.callback_data), "the created invitation")
+    if role == "parent":  # asks the teacher's approval by default: this school admits its parents at once
+        await app.press(who, wizard, "poster:approval_off")
+        await app.edited(who, wizard, lambda m: any(d.startswith("poster:approval_on") for d in m.callback_data),
+                         "approval switched off")
+    return code
+
+
 async def scenario(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 — one long walk on purpose
     # -- start-up: migrations ran, the default menus are set, long polling began.
     await app.until(lambda: tg.calls_to("getUpdates"), "the bot to start polling", STARTUP)
@@ -223,35 +254,7 @@ async def scenario(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 — 
     assert "5А" in groups.button_texts, groups
 
     # == 3. An invitation for parents: group → role → days → uses → QR photo.
-    async def make_invitation(role: str, uses: int) -> str:
-        after = await app.say(ADMIN, "/invite")
-        wizard = await app.message(ADMIN, after=after, button="inv:group:")
-        assert "5А" in wizard.button_texts
-        await app.press(ADMIN, wizard, "inv:group:", text="5А")
-        await app.edited(ADMIN, wizard, lambda m: any(d.startswith("inv:role:") for d in m.callback_data), "roles")
-        await app.press(ADMIN, wizard, "inv:role:", where=lambda d: d.split(":")[3] == role)
-        await app.edited(ADMIN, wizard, lambda m: any(d.startswith("inv:days:") for d in m.callback_data), "days")
-        await app.press(ADMIN, wizard, "inv:days:", where=lambda d: d.split(":")[4] == "14")
-        await app.edited(ADMIN, wizard, lambda m: any(d.startswith("inv:make:") for d in m.callback_data), "uses")
-        await app.press(ADMIN, wizard, "inv:make:", where=lambda d: d.split(":")[5] == str(uses))
-        photo = await app.message(ADMIN, after=wizard.message_id, contains=f"https://t.me/{BOT_USERNAME}?start=")
-        assert photo.photo is not None and photo.photo.startswith(PNG_SIGNATURE), photo
-        assert photo.file is not None and photo.file.width > 100 and photo.file.height > 100
-        caption = photo.plain_caption or ""
-        match = re.search(rf"https://t\.me/{BOT_USERNAME}\?start=([A-Z0-9]{{10}})", caption)
-        assert match, caption
-        code = match.group(1)
-        assert f"/join {code}" in caption and "5А" in caption and "Школа № 1" in caption
-        # The wizard message now names the code; its buttons are the poster (and, for parents, approval).
-        await app.edited(ADMIN, wizard, lambda m: code in m.content and m.callback_data
-                         and all(d.startswith("poster:") for d in m.callback_data), "the created invitation")
-        if role == "parent":  # asks the teacher's approval by default: this school admits its parents at once
-            await app.press(ADMIN, wizard, "poster:approval_off")
-            await app.edited(ADMIN, wizard, lambda m: any(d.startswith("poster:approval_on") for d in m.callback_data),
-                             "approval switched off")
-        return code
-
-    parent_code = await make_invitation("parent", 0)
+    parent_code = await make_invitation(app, ADMIN, "parent", 0)
 
     # == 4. A parent opens the deep link.
     after = await app.say(PARENT, f"/start {parent_code}")
@@ -304,7 +307,7 @@ async def scenario(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 — 
     await app.message(ASKER, after=after, contains=("Сидоров Павел Ильич", "5А"))
 
     # == 6. A teacher joins by code in English, waits for verification, is verified.
-    teacher_code = await make_invitation("teacher", 1)
+    teacher_code = await make_invitation(app, ADMIN, "teacher", 1)
     after = await app.say(TEACHER, "/language")
     languages = await app.message(TEACHER, after=after, button="lang:en")
     await app.press(TEACHER, languages, "lang:en")

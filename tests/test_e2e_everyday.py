@@ -6,6 +6,10 @@ teacher, and a private message relayed to a teacher and answered back.
 
 The database is prepared the way an upgrade would leave it: `python -m bot
 migrate`, then rows written directly, as if the bot had been running before.
+
+And a teacher and a parent whose Telegram is in English, from their first
+contact, through the bot alone: verified, posting, joining, reading dates and
+the post in English, acknowledging — with English menus.
 """
 
 from __future__ import annotations
@@ -34,7 +38,17 @@ from storage.models import (
     utcnow,
 )
 from tests.fake_telegram import FakeTelegram
-from tests.test_e2e import BOT_USERNAME, OVERALL, ROOT, STARTUP, TOKEN, clean_env, running_bot
+from tests.test_e2e import (
+    BOT_USERNAME,
+    OVERALL,
+    ROOT,
+    STARTUP,
+    TOKEN,
+    Driver,
+    clean_env,
+    make_invitation,
+    running_bot,
+)
 
 ADMIN, TEACHER, PARENT, DIGEST_PARENT = 1001, 3001, 2001, 2002
 
@@ -156,4 +170,136 @@ async def test_everyday_life_with_the_real_process(tmp_path: Path) -> None:
             reminders = [m for m in tg.bot_messages(PARENT) if "Reminder" in (m.text or "")]
             assert len(reminders) == 1 and reminder.message_id == reminders[0].message_id
             assert "skipped stale event_reminder" in app.log_text()
+        assert not tg.internal_errors
+
+
+def english_menu(tg: FakeTelegram, user: int) -> dict[str, str]:
+    """The person's own menu (setMyCommands for their chat), checked to be the
+    English texts of its commands, exactly."""
+    from aiogram.utils.i18n import I18n
+
+    from bot.i18n import create_i18n
+    from bot.menus import _descriptions
+
+    menu = {c["command"]: c["description"] for c in tg.commands({"type": "chat", "chat_id": user})}
+    i18n = create_i18n("ru")
+    token = I18n.set_current(i18n)
+    try:
+        with i18n.use_locale("en"):
+            english = _descriptions()
+    finally:
+        I18n.reset_current(token)
+    assert menu and all(menu[name] == english[name] for name in menu), menu
+    return menu
+
+
+async def english_walk(app: Driver, tg: FakeTelegram) -> None:  # noqa: PLR0915 — one walk on purpose
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from babel.dates import format_date
+
+    await app.until(lambda: tg.calls_to("getUpdates"), "the bot to start polling", STARTUP)
+    # The administrator (Russian) sets the school up and makes a class.
+    after = await app.say(ADMIN, "/start")
+    await app.message(ADMIN, after=after, contains="1/4")
+    after = await app.say(ADMIN, "Школа № 1")
+    kinds = await app.message(ADMIN, after=after, button="setup:kind:")
+    await app.press(ADMIN, kinds, "setup:kind:school")
+    await app.message(ADMIN, after=kinds.message_id, button="setup:tz_default")
+    after = await app.say(ADMIN, "Europe/Moscow")
+    contact = await app.message(ADMIN, after=after, button="setup:no_contact")
+    await app.press(ADMIN, contact, "setup:no_contact")
+    after = await app.say(ADMIN, "/groups")
+    groups = await app.message(ADMIN, after=after, button="grp:new")
+    await app.press(ADMIN, groups, "grp:new")
+    after = await app.say(ADMIN, "5А")
+    await app.message(ADMIN, after=after, contains=("✅", "5А"))
+    teacher_code = await make_invitation(app, ADMIN, "teacher", 1)
+
+    # == The teacher's first contact: the invitation, in English; verified; told what they may do now.
+    after = await app.say(TEACHER, f"/start {teacher_code}")
+    await app.message(TEACHER, after=after, contains=("Invitation to", "5А", "full name"))
+    after = await app.say(TEACHER, "Anna Smith")
+    check = await app.message(TEACHER, after=after, contains=("Please check", "Anna Smith"), button="join:confirm")
+    admin_seen = tg.bot_messages(ADMIN)[-1].message_id
+    await app.press(TEACHER, check, "join:confirm")
+    await app.edited(TEACHER, check, lambda m: "Welcome" in m.content and "verify" in m.content, "the welcome")
+    card = await app.message(ADMIN, after=admin_seen, contains="Anna Smith", button="ver:yes:")
+    assert "педагог" in card.content and "подтверждения" in card.content, card  # the admin reads Russian
+    teacher_seen = tg.bot_messages(TEACHER)[-1].message_id
+    await app.press(ADMIN, card, "ver:yes:")
+    verified = await app.message(TEACHER, after=teacher_seen, contains=("has verified you", "Now you can"))
+    assert "/post — Post to families or staff" in verified.content
+    assert "/invite — Create an invitation" in verified.content
+    await app.menu(TEACHER, lambda c: "post" in c and "invite" in c, "the verified teacher's menu")
+    assert english_menu(tg, TEACHER)["post"] == "Post to families or staff"
+
+    # == The teacher invites the class's parents (the wizard in English).
+    parent_code = await make_invitation(app, TEACHER, "parent", 0)
+
+    # == The parent's first contact: the join wizard in English.
+    after = await app.say(PARENT, f"/start {parent_code}")
+    await app.message(PARENT, after=after, contains=("Invitation to", "5А", "full name"))
+    after = await app.say(PARENT, "Mary Brown")
+    await app.message(PARENT, after=after, contains="child's full name")
+    after = await app.say(PARENT, "Tom Brown")
+    check = await app.message(PARENT, after=after, contains=("Please check", "Mary Brown", "Tom Brown"),
+                              button="join:confirm")
+    await app.press(PARENT, check, "join:confirm")
+    await app.edited(PARENT, check, lambda m: "Welcome!" in m.content and "5А" in m.content, "the welcome")
+    await app.menu(PARENT, lambda c: "absent" in c, "the parent's menu")
+    assert english_menu(tg, PARENT)["absent"] == "Tell the teachers a child will not come"
+    assert "post" not in english_menu(tg, PARENT)
+
+    # == The teacher posts an event for tomorrow, with acknowledgement.
+    after = await app.say(TEACHER, "/post")
+    wizard = await app.message(TEACHER, after=after, contains="New post", button="cmp:kind:")
+    await app.press(TEACHER, wizard, "cmp:kind:event")
+    await app.edited(TEACHER, wizard, lambda m: "To whom?" in m.content, "the audience step")
+    await app.press(TEACHER, wizard, "cmp:group:")
+    await app.press(TEACHER, wizard, "cmp:next:")
+    await app.edited(TEACHER, wizard, lambda m: "Describe the event" in m.content, "the text step")
+    after = await app.say(TEACHER, "Museum trip")
+    await app.message(TEACHER, after=after, contains=("When is it?", "tomorrow 18:30"), button="wh:day:")
+    tomorrow = (datetime.now(ZoneInfo("Europe/Moscow")) + timedelta(days=1)).date()
+    shown = format_date(tomorrow, "EEE, d MMMM", locale="en")  # «Wed, 2 December»
+    after = await app.say(TEACHER, "tomorrow 18:30")
+    await app.message(TEACHER, after=after, contains=f"{shown}, 18:30")
+    where = await app.message(TEACHER, after=after, contains="Where?", button="cmp:no_place")
+    await app.press(TEACHER, where, "cmp:no_place")
+    options = await app.message(TEACHER, after=where.message_id, contains="Options", button="cmp:ack:")
+    await app.press(TEACHER, options, "cmp:ack:")
+    await app.edited(TEACHER, options, lambda m: any(d.startswith("cmp:ack_days") for d in m.callback_data),
+                     "acknowledgement switched on")
+    await app.press(TEACHER, options, "cmp:preview:")
+    send = await app.message(TEACHER, after=options.message_id, contains="Send it?", button="cmp:send:")
+    await app.press(TEACHER, send, "cmp:send:")
+    card = await app.message(TEACHER, after=send.message_id, contains=("Event", "Recipients: 1"),
+                             button="pc:refresh:")
+
+    # == The parent receives it in English, with the date's weekday, and acknowledges.
+    copy = await app.message(PARENT, contains=("Museum trip", f"{shown}, 18:30", "Anna Smith"), button="p:ack:")
+    assert "Event" in copy.content and any("Acknowledge" in t for t in copy.button_texts), copy
+    await app.press(PARENT, copy, "p:ack:")
+    await app.edited(PARENT, copy, lambda m: any("Acknowledged" in t for t in m.button_texts), "acknowledged")
+    await app.edited(TEACHER, card, lambda m: "acknowledged: 1" in m.content,
+                     "the card counts the acknowledgement")
+    # Their list of events: English dates too.
+    after = await app.say(PARENT, "/events")
+    await app.message(PARENT, after=after, contains=("Upcoming events", f"{shown}, 18:30 — Museum trip"))
+    # Nothing turned the menus Russian on the way.
+    assert english_menu(tg, TEACHER)["start"] == english_menu(tg, PARENT)["start"] == "Start: what I can do here"
+    assert tg.visible_commands(PARENT) == tg.commands({"type": "chat", "chat_id": PARENT})
+
+
+async def test_an_english_teacher_and_parent_with_the_real_process(tmp_path: Path) -> None:
+    async with FakeTelegram(token=TOKEN, bot_username=BOT_USERNAME) as tg:
+        tg.add_user(ADMIN, "Админ")  # Russian, as the fake's users are by default
+        tg.add_user(TEACHER, "Anna", language_code="en")
+        tg.add_user(PARENT, "Mary", language_code="en")
+        async with running_bot(tg, tmp_path) as app:
+            async with asyncio.timeout(OVERALL):
+                await english_walk(app, tg)
+            assert " ERROR " not in app.log_text()
         assert not tg.internal_errors

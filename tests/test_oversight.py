@@ -486,7 +486,8 @@ async def test_mydata_and_forget(app: Harness) -> None:
     # Back at /start they are a newcomer (a new, empty record).
     calls = await app.send(P1, "/start")
     [welcome] = only(calls, SendMessage)
-    assert welcome.text.startswith("Здравствуйте! Это Школа № 1 — закрытое пространство")  # a new record: default language
+    # A new record: the language their Telegram is in (English), not the one they had chosen.
+    assert welcome.text.startswith("Hello! This is Школа № 1 — a closed space")
     assert buttons(welcome) == ["ask:start::0"]
     assert await memberships(app, P1.id) == []
     assert await pid(app, P1) != parent
