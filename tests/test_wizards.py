@@ -121,3 +121,141 @@ async def test_invitation_wizard_back_keeps_the_earlier_choices(app: Harness) ->
         calls = await app.press_on(ADMIN, message, contains)
         message = last(calls)
     assert only(calls, SendPhoto)
+
+
+# -- the post wizard --------------------------------------------------------------------------
+
+from datetime import datetime, timedelta  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
+
+from tests.test_posting import TEACHER, school  # noqa: E402
+
+EVENT_STEPS = ("kind", "audience", "content", "event_at", "place", "options", "confirm", "send_at")
+POLL_STEPS = ("kind", "audience", "content", "poll_options", "poll_settings", "options", "confirm", "send_at")
+
+
+async def post_steps(app: Harness, kind: str, group: int, until: str | None = None) -> list[SendMessage | EditMessageText]:
+    """/post of this kind to the group, step by step up to `until`: the message of each step."""
+    steps = [last(await app.send(TEACHER, "/post"))]
+    names = EVENT_STEPS if kind == "event" else POLL_STEPS
+
+    async def go(calls: list) -> bool:
+        steps.append(last(calls))
+        return names[len(steps) - 1] == until
+
+    if until == "kind":
+        return steps
+    audience = last(await app.press_on(TEACHER, steps[0], f"cmp:kind:{kind}"))
+    steps.append(audience)
+    if until == "audience":
+        return steps
+    await app.press_on(TEACHER, audience, f"cmp:group:{group}")
+    if await go(await app.press(TEACHER, button_data(audience.reply_markup, "cmp:next"))):
+        return steps
+    if kind == "event":
+        if await go(await app.send(TEACHER, "Экскурсия в музей")):
+            return steps
+        day = (datetime.now(ZoneInfo("Europe/Moscow")) + timedelta(days=3)).date()
+        await app.press_on(TEACHER, steps[-1], f"wh:day:{day:%Y%m%d}")
+        calls = await app.press(TEACHER, button_data(last(await app.press_on(TEACHER, steps[-1], f"wh:day:{day:%Y%m%d}")).reply_markup, "wh:time:1800"))
+        if await go(calls):
+            return steps
+        if await go(await app.press_on(TEACHER, steps[-1], "cmp:no_place")):
+            return steps
+    else:
+        if await go(await app.send(TEACHER, "Когда собрание?")):
+            return steps
+        if await go(await app.send(TEACHER, "Вторник\nСреда")):
+            return steps
+        if await go(await app.press_on(TEACHER, steps[-1], "cmp:next")):
+            return steps
+    if await go(await app.press_on(TEACHER, steps[-1], "cmp:preview")):
+        return steps
+    await go(await app.press_on(TEACHER, steps[-1], "cmp:later"))
+    return steps
+
+
+async def test_post_wizard_cancel_on_every_step_writes_nothing(app: Harness) -> None:
+    a, _b = await school(app)
+    for kind, names in (("event", EVENT_STEPS), ("poll", POLL_STEPS)):
+        for name in names:
+            before = await snapshot(app)
+            steps = await post_steps(app, kind, a, until=name)
+            message = steps[-1]
+            assert "✖️ Cancel" in buttons(message), (kind, name, buttons(message))
+            if name != "kind":
+                assert "◀️ Back" in buttons(message), (kind, name, buttons(message))
+            calls = await app.press_on(TEACHER, message, "cmp:cancel")
+            assert "Cancelled" in last(calls).text, (kind, name)
+            assert await dialog_state(app) == [] and await snapshot(app) == before, (kind, name)
+            # The buttons of every step of the cancelled post are stale now.
+            for old in steps:
+                data = old.reply_markup.inline_keyboard[0][0].callback_data  # type: ignore[union-attr]
+                calls = await app.press(TEACHER, data)  # type: ignore[arg-type]
+                assert FINISHED in alert(calls), (kind, name, data, texts(calls))
+            assert await snapshot(app) == before
+
+
+async def test_post_wizard_buttons_after_slash_cancel_and_after_sending(app: Harness) -> None:
+    a, _b = await school(app)
+    steps = await post_steps(app, "poll", a, until="confirm")
+    await app.send(TEACHER, "/cancel")
+    before = await snapshot(app)
+    for contains in ("cmp:send", "cmp:later", "cmp:back"):
+        assert FINISHED in alert(await app.press_on(TEACHER, steps[-1], contains))
+    assert await snapshot(app) == before
+    steps = await post_steps(app, "poll", a, until="confirm")
+    sent = await app.press_on(TEACHER, steps[-1], "cmp:send")
+    assert "Sent to" in last(sent).text
+    async with app.session_maker() as s:
+        posts = len((await s.scalars(select(models.Post))).all())
+    for message in steps:
+        for row in message.reply_markup.inline_keyboard:  # type: ignore[union-attr]
+            for button in row:
+                calls = await app.press(TEACHER, button.callback_data)  # type: ignore[arg-type]
+                assert FINISHED in alert(calls), (button.callback_data, texts(calls))
+    async with app.session_maker() as s:
+        assert len((await s.scalars(select(models.Post))).all()) == posts
+
+
+async def test_post_wizard_back_returns_to_each_step_keeping_what_was_entered(app: Harness) -> None:
+    a, _b = await school(app)
+    steps = await post_steps(app, "event", a, until="send_at")
+    # send_at → confirm → options → place → event_at → content → audience → kind, one Back at a time.
+    message = steps[-1]
+    seen = []
+    for expected in ("Send it?", "Options:", "Where?", "When is it?", "Describe the event", "To whom?", "What is it?"):
+        message = last(await app.press_on(TEACHER, message, "cmp:back"))
+        assert expected in message.text, (expected, message.text)
+        seen.append(message)
+    # The audience chosen is still chosen, and the event's text and time are kept to the end.
+    again = last(await app.press_on(TEACHER, message, "cmp:kind:event"))
+    assert "☑️ 5А" in buttons(again)
+    content = last(await app.press_on(TEACHER, again, "cmp:next"))
+    assert "Describe the event" in content.text
+    # An earlier message of this very dialog does not act on a later step.
+    assert "last message" in alert(await app.press_on(TEACHER, steps[5], "cmp:preview"))
+    await app.send(TEACHER, "/cancel")
+    # Options → Back → Where? → Skip: the text and the time entered before are still the post's.
+    steps = await post_steps(app, "event", a, until="options")
+    place = last(await app.press_on(TEACHER, steps[-1], "cmp:back"))
+    assert "Where?" in place.text
+    options = last(await app.press_on(TEACHER, place, "cmp:no_place"))
+    calls = await app.press_on(TEACHER, options, "cmp:preview")
+    assert any("Экскурсия в музей" in t and "18:00" in t for t in texts(calls)), texts(calls)
+    sent = await app.press_on(TEACHER, last(calls), "cmp:send")
+    assert "Sent to" in last(sent).text
+    async with app.session_maker() as s:
+        post = (await s.scalars(select(models.Post).order_by(models.Post.id.desc()))).first()
+        assert post is not None and post.kind == "event" and "Экскурсия в музей" in post.text and post.event_at
+        groups = (await s.scalars(select(models.PostGroup.group_id).where(models.PostGroup.post_id == post.id))).all()
+    assert list(groups) == [a]
+
+
+async def test_post_wizard_back_refuses_a_later_step(app: Harness) -> None:
+    a, _b = await school(app)
+    steps = await post_steps(app, "event", a, until="content")
+    # A Back of this dialog pointing forward (an older message's) is not followed.
+    data = button_data(steps[-1].reply_markup, "cmp:back").replace("cmp:back:audience", "cmp:back:options")
+    calls = await app.press(TEACHER, data)
+    assert "last message" in alert(calls) and not only(calls, EditMessageText)
