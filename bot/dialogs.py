@@ -41,6 +41,15 @@ async def begin(state: FSMContext, step: State, **data: object) -> str:
     return token
 
 
+async def ensure(state: FSMContext) -> str:
+    """The current dialog's token, given one if it began without (a step reached from elsewhere)."""
+    token = await current(state)
+    if token is None:
+        token = new_token()
+        await state.update_data({KEY: token})
+    return token
+
+
 async def current(state: FSMContext | None) -> str | None:
     if state is None:
         return None
