@@ -136,11 +136,16 @@ def may_post_wide(actor: Actor) -> bool:
 
 
 async def post_command(message: Message, state: FSMContext, actor: Actor) -> None:
+    await start_post(message, state, actor)
+
+
+async def start_post(message: Message, state: FSMContext, actor: Actor, typed: str | None = None) -> None:
+    """/post; `typed`: a text written before (outside a dialog, as HTML), the post's content once the audience is chosen."""
     why = refusal(actor)
     if why:
         await message.answer(why)
         return
-    token = await dialogs.begin(state, PostForm.kind)
+    token = await dialogs.begin(state, PostForm.kind, **({"typed": typed} if typed else {}))
     await message.answer(_("<b>New post.</b> What is it? (/cancel stops at any step)"),
                          reply_markup=dialogs.stamp(_kind_markup(), token))
 
@@ -236,13 +241,19 @@ async def toggle_audience(query: CallbackQuery, callback_data: ComposeCb, state:
     await query.message.edit_text(text, reply_markup=await dialogs.mark(state, markup))  # type: ignore[union-attr]
 
 
-async def audience_done(query: CallbackQuery, state: FSMContext) -> None:
+async def audience_done(query: CallbackQuery, state: FSMContext, actor: Actor) -> None:
     data = await state.get_data()
     if not data["wide"] and (not data["groups"] or not (data["to_parents"] or data["to_students"])):
         await query.answer(_("Choose at least one group, and parents or students."), show_alert=True)
         return
     await state.set_state(PostForm.content)
     await query.answer()
+    if data.get("typed"):  # written before /post: it is the content (Back to this step asks anew)
+        typed = data.pop("typed")
+        await state.set_data(data)
+        await query.message.edit_text(typed)  # type: ignore[union-attr]
+        await _content_chosen(query.message, state, actor, data, typed, None, None)  # type: ignore[arg-type]
+        return
     await query.message.edit_text(_content_prompt(data), reply_markup=await dialogs.mark(state, _back_markup("audience")))  # type: ignore[union-attr]
 
 
@@ -310,6 +321,11 @@ async def got_content(message: Message, state: FSMContext, actor: Actor) -> None
             await state.update_data(refused_group=message.media_group_id)
         await message.answer(_("A poll's question is text. Please send it as a text message."))
         return
+    await _content_chosen(message, state, actor, data, text, media_kind, file_id)
+
+
+async def _content_chosen(message: Message, state: FSMContext, actor: Actor, data: dict[str, Any], text: str,
+                          media_kind: str | None, file_id: str | None) -> None:
     # A long text is not refused: its copies are split into several messages (bot/posts.copy_methods).
     await state.update_data(text=text, media_kind=media_kind, media_file_id=file_id)
     if data["kind"] == PostKind.EVENT:
