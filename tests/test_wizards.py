@@ -478,3 +478,20 @@ async def test_others_typing_get_their_main_commands_or_what_fits(app: Harness) 
     assert last(calls).reply_markup is None and await dialog_state(app) == []
     # A forged offer button outside any offer changes nothing.
     assert FINISHED in alert(await app.press(stranger, "fx:absent"))
+
+
+async def test_the_author_s_edit_dialogs_cancel_and_go_stale(app: Harness) -> None:
+    a, _b = await school(app)
+    await app.press_on(TEACHER, (await post_steps(app, "event", a, until="confirm"))[-1], "cmp:send")
+    async with app.session_maker() as s:
+        post = (await s.scalars(select(models.Post))).one()
+    for action in ("edit", "time"):
+        before = await snapshot(app)
+        steps = [last(await app.press(TEACHER, f"pc:{action}:{post.id}"))]
+        if action == "time":  # a day pressed: the times, still with Cancel
+            day = (datetime.now(ZoneInfo("Europe/Moscow")) + timedelta(days=2)).date()
+            steps.append(last(await app.press_on(TEACHER, steps[-1], f"wh:day:{day:%Y%m%d}")))
+        assert "✖️ Cancel" in buttons(steps[-1]), (action, buttons(steps[-1]))
+        assert "Cancelled" in last(await app.press_on(TEACHER, steps[-1], "dlg:cancel")).text
+        assert await snapshot(app) == before
+        await stale_after(app, TEACHER, steps)
