@@ -104,5 +104,14 @@ def with_cancel(markup: InlineKeyboardMarkup | None) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(inline_keyboard=[*rows, [cancel_button()]])
 
 
+def earlier_step(raw_state: str | None, form: type) -> bool:
+    """The person is still in this form's dialog: a button of an earlier step was pressed."""
+    return bool(raw_state) and raw_state.startswith(form.__name__ + ":")  # type: ignore[union-attr]
+
+
+def earlier_step_text() -> str:
+    return _("Please use the buttons of the last message.")
+
+
 def finished_text() -> str:
     return _("This dialog is already finished or cancelled: this button changes nothing now.")

@@ -328,5 +328,8 @@ async def cancel(query: CallbackQuery, state: FSMContext) -> None:
     await query.message.edit_text(_("Cancelled. Nothing was changed."))  # type: ignore[union-attr]
 
 
-async def stale(query: CallbackQuery) -> None:
+async def stale(query: CallbackQuery, raw_state: str | None = None) -> None:
+    if dialogs.earlier_step(raw_state, JoinForm):
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
+        return
     await query.answer(_("This dialog is already finished. Open the invitation link again."), show_alert=True)

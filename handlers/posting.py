@@ -806,7 +806,7 @@ async def back(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext
         earlier = steps[:steps.index(now)] if now in steps else ()
     target = callback_data.value
     if target not in earlier:
-        await query.answer(_("Please use the buttons of the last message."), show_alert=True)
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
         return
     await state.set_state(getattr(PostForm, target))
     data[when.PICK_DAY] = None
@@ -840,7 +840,7 @@ async def cancel(query: CallbackQuery, state: FSMContext) -> None:
 
 
 async def stale(query: CallbackQuery, raw_state: str | None = None) -> None:
-    if raw_state is not None and raw_state.startswith(PostForm.__name__ + ":"):  # an earlier step's button
-        await query.answer(_("Please use the buttons of the last message."), show_alert=True)
+    if dialogs.earlier_step(raw_state, PostForm):
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
         return
     await query.answer(_("This post is already sent or cancelled. Send /post to start a new one."), show_alert=True)

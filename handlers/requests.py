@@ -279,7 +279,10 @@ async def ask_cancel(query: CallbackQuery, state: FSMContext) -> None:
     await query.message.edit_text(_("Cancelled. Nothing was changed."))  # type: ignore[union-attr]
 
 
-async def ask_stale(query: CallbackQuery) -> None:
+async def ask_stale(query: CallbackQuery, raw_state: str | None = None) -> None:
+    if dialogs.earlier_step(raw_state, AskForm):
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
+        return
     await query.answer(_("This dialog is already finished. Send /start to begin again."), show_alert=True)
 
 
