@@ -19,7 +19,10 @@ from aiogram.utils.i18n import gettext as _
 
 from bot import dialogs, rights
 from bot.actor import Actor
-from handlers import family, messages, posting
+from bot.settings import Settings
+from bot.throttle import WrongCodeThrottle
+from handlers import family, joining, messages, posting
+from handlers.invites import normalize_code
 from handlers.family import AbsentForm
 from handlers.filters import TEXT_INPUT
 from handlers.groups import GroupForm
@@ -131,9 +134,14 @@ def main_commands(actor: Actor) -> str:
     return _("What you can do: {commands}. All of it: /help").format(commands=" ".join("/" + n for n in names))
 
 
-async def free_text(message: Message, state: FSMContext, actor: Actor) -> None:
+async def free_text(message: Message, state: FSMContext, actor: Actor, repo: Repo, throttle: WrongCodeThrottle,
+                    settings: Settings) -> None:
     if message.chat.type != "private":
         return  # group chats are not ours to chatter in
+    if not actor.is_member and normalize_code(message.text or "") is not None:
+        # A newcomer typing the code from a slip or a poster, without /join: it is one.
+        await joining.begin(message, message.text or "", state, actor, repo, throttle, settings)
+        return
     offers = _offers(actor)
     if not offers:
         if await state.get_state() is not None:

@@ -495,3 +495,12 @@ async def test_the_author_s_edit_dialogs_cancel_and_go_stale(app: Harness) -> No
         assert "Cancelled" in last(await app.press_on(TEACHER, steps[-1], "dlg:cancel")).text
         assert await snapshot(app) == before
         await stale_after(app, TEACHER, steps)
+
+
+async def test_a_newcomer_typing_a_code_without_join_is_joining(app: Harness) -> None:
+    a = await english_school(app)
+    code = await invite(app, ADMIN, a, "parent")
+    newcomer = Person(2201, "Вика", "en")
+    await app.press(newcomer, "lang:en")
+    calls = await app.send(newcomer, code.lower()[:5] + " " + code.lower()[5:])  # as typed off a slip
+    assert "Invitation to <b>5А</b>" in last(calls).text
