@@ -172,7 +172,7 @@ async def offer_chosen(query: CallbackQuery, callback_data: FreeCb, state: FSMCo
         await family.start_absence(message, state, actor, repo, typed=data.get("text"))
     elif callback_data.action == "write":
         await messages.start_writing(message, state, actor, repo, typed=data.get("html"),
-                                     typed_id=data.get("message_id"))
+                                     typed_id=data.get("message_id"), typed_text=data.get("text") or "")
     else:
         await posting.start_post(message, state, actor, typed=data.get("html"))
 

@@ -85,7 +85,7 @@ async def write_command(message: Message, state: FSMContext, actor: Actor, repo:
 
 
 async def start_writing(message: Message, state: FSMContext, actor: Actor, repo: Repo,
-                        typed: str | None = None, typed_id: int | None = None) -> None:
+                        typed: str | None = None, typed_id: int | None = None, typed_text: str = "") -> None:
     """/write; `typed`: a message already written (outside a dialog), passed on once confirmed."""
     if actor.org is None or not actor.is_member or actor.awaiting_verification:
         await message.answer(rights.REFUSED + _("Only members can write here. Send /start."))
@@ -95,7 +95,7 @@ async def start_writing(message: Message, state: FSMContext, actor: Actor, repo:
         kb.button(text=person.display_name, callback_data=WriteCb(action="to", person_id=person.id))
     kb.button(text=_("🏫 The administration"), callback_data=WriteCb(action="admins"))
     kb.adjust(1)
-    extra = {"typed": typed, "typed_id": typed_id} if typed else {}
+    extra = {"typed": typed, "typed_id": typed_id, "typed_text": typed_text} if typed else {}
     token = await dialogs.begin(state, WriteForm.recipient, **extra)
     await message.answer(_("<b>Write a message.</b> To whom?"),
                          reply_markup=dialogs.stamp(dialogs.with_cancel(kb.as_markup()), token))
@@ -120,12 +120,13 @@ async def chose_recipient(query: CallbackQuery, callback_data: WriteCb, state: F
         name = _("the administration")
         await state.update_data(to=None, admins=True, reply_to=None)
     await query.answer()
-    typed = (await state.get_data()).get("typed")
-    if typed:  # written already: confirm, then it goes
+    data = await state.get_data()
+    if data.get("typed"):  # written already: confirm, then it goes
         await state.set_state(WriteForm.confirm)
         send = InlineKeyboardButton(text=_("📨 Send"), callback_data=WriteCb(action="send").pack())
+        shown = q(shorten(data.get("typed_text") or "", 1000))  # the confirmation quotes it, plainly
         await query.message.edit_text(  # type: ignore[union-attr]
-            _("Send this message to {name}?").format(name=q(name)) + "\n\n" + typed,
+            _("Send this message to {name}?").format(name=q(name)) + "\n\n" + shown,
             reply_markup=await dialogs.mark(state, dialogs.cancel_markup([send])),
         )
         return

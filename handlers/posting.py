@@ -251,7 +251,7 @@ async def audience_done(query: CallbackQuery, state: FSMContext, actor: Actor) -
     if data.get("typed"):  # written before /post: it is the content (Back to this step asks anew)
         typed = data.pop("typed")
         await state.set_data(data)
-        await query.message.edit_text(typed)  # type: ignore[union-attr]
+        await query.message.edit_text(_("📝 Its content: the message you wrote."))  # type: ignore[union-attr]
         await _content_chosen(query.message, state, actor, data, typed, None, None)  # type: ignore[arg-type]
         return
     await query.message.edit_text(_content_prompt(data), reply_markup=await dialogs.mark(state, _back_markup("audience")))  # type: ignore[union-attr]

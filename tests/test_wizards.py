@@ -449,7 +449,7 @@ async def test_a_teacher_typing_gets_a_post_with_the_text(app: Harness) -> None:
     audience = last(await app.press_on(TEACHER, kinds, "cmp:kind:announcement"))
     await app.press_on(TEACHER, audience, f"cmp:group:{a}")
     calls = await app.press(TEACHER, button_data(audience.reply_markup, "cmp:next"))
-    assert "Завтра собрание" in texts(calls)[-2]  # the content step shows the text it takes
+    assert "Its content: the message you wrote" in texts(calls)[-2]  # the content step takes the text
     options = last(calls)
     assert "Options:" in options.text
     confirm = last(await app.press_on(TEACHER, options, "cmp:preview"))
