@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 import handlers
 from bot.fsm import DatabaseStorage, create_storage
-from bot.gates import ButtonGate, CommandGate
+from bot.gates import ButtonGate, CommandGate, DialogGate
 from bot.i18n import create_i18n
 from bot.menus import default_menus
 from bot.middlewares import ActorMiddleware, DialogState, Flood, Isolation, LocaleMiddleware, UnitOfWork
@@ -90,6 +90,7 @@ def create_dispatcher(
     # Rights first: a command or a button the person may not use never reaches a handler.
     dp.message.outer_middleware(CommandGate())
     dp.callback_query.outer_middleware(ButtonGate())
+    dp.callback_query.outer_middleware(DialogGate())  # a finished wizard's buttons act no more
     dp.include_router(handlers.create_router())
     dp["i18n"] = i18n
     return dp

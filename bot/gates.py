@@ -14,7 +14,7 @@ from typing import Any
 from aiogram import BaseMiddleware
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 
 Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
@@ -65,3 +65,20 @@ class ButtonGate(BaseMiddleware):
             return await handler(event, data)
         await event.answer(rights.refusal(actor, cap), show_alert=True)
         return None
+
+
+class DialogGate(BaseMiddleware):
+    """A wizard's button carries its dialog's token (bot/dialogs.py): stripped
+    here, before any filter reads the data; a press from a dialog that is no
+    longer the person's current one is answered and changes nothing."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if not isinstance(event, CallbackQuery) or not event.data:
+            return await handler(event, data)
+        own, token = dialogs.split(event.data)
+        if token is None:
+            return await handler(event, data)
+        if token != await dialogs.current(data.get("state")):
+            await event.answer(dialogs.finished_text(), show_alert=True)
+            return None
+        return await handler(event.model_copy(update={"data": own}), data)

@@ -430,8 +430,10 @@ BUTTONS: dict[str, Cap] = {
     "onb": Cap.INVITE,  # importing a list: which classes, `scope(INVITE)`
     "poster": Cap.INVITE,
     "fam": Cap.VIEW_MEMBERS,  # who is missing; reprinting checks INVITE per class
-    "reqb": Cap.DECIDE_REQUESTS,
-    "wh": Cap.POST,  # quick date and time choices while composing or rescheduling  # approve binding the child to a pupil of the list
+    "reqb": Cap.DECIDE_REQUESTS,  # approve binding the child to a pupil of the list
+    "wh": Cap.POST,  # quick date and time choices while composing or rescheduling
+    "dlg": Cap.EVERYONE,  # ✖️ Cancel of any wizard: the dialog gate checks it is the person's current dialog
+    "fx": Cap.EVERYONE,  # what to do with a text typed outside a dialog: each choice asks its own right
 }
 
 

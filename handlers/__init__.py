@@ -12,6 +12,7 @@ from aiogram import Router
 from handlers import (
     chats,
     common,
+    dialogs,
     errors,
     fallback,
     family,
@@ -40,6 +41,7 @@ def create_router() -> Router:
         # /cancel and /start <code> come before any dialog step, so they work in every state.
         joining.create_router(),
         common.create_router(),
+        dialogs.create_router(),
         setup.create_router(),
         groups.create_router(),
         invites.create_router(),

@@ -17,7 +17,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.dates import day_label, period
 from bot.i18n import in_locale
@@ -26,7 +26,7 @@ from bot.posts import DigestCb, audience_text, body, copy_methods, keyboard
 from bot.settings import Settings
 from bot.timeline import hhmm
 from handlers.filters import TEXT_INPUT
-from handlers.texts import plain, q
+from handlers.texts import plain, q, shorten
 from storage.models import Absence, DbInt, PostKind, PostState, Role, utcnow
 from storage.repo import Repo
 
@@ -35,12 +35,14 @@ REASONS = ("illness", "family", "vacation", "doctor")
 
 
 class AbsentForm(StatesGroup):
+    child = State()
+    day = State()
     range = State()
     reason = State()
 
 
 class AbsentCb(CallbackData, prefix="abs"):
-    action: str  # child | today | tomorrow | range | reason | other | withdraw
+    action: str  # child | today | tomorrow | range | reason | typed | other | none | withdraw
     value: DbInt = 0
     code: str = ""
 
@@ -52,7 +54,7 @@ def create_router() -> Router:
     router.callback_query.register(chose_day, AbsentCb.filter(F.action.in_({"today", "tomorrow"})))
     router.callback_query.register(ask_range, AbsentCb.filter(F.action == "range"))
     router.message.register(got_range, StateFilter(AbsentForm.range), TEXT_INPUT)
-    router.callback_query.register(chose_reason, AbsentCb.filter(F.action.in_({"reason", "none"})))
+    router.callback_query.register(chose_reason, AbsentCb.filter(F.action.in_({"reason", "typed", "none"})))
     router.callback_query.register(ask_reason, AbsentCb.filter(F.action == "other"))
     router.message.register(got_reason, StateFilter(AbsentForm.reason), TEXT_INPUT)
     router.callback_query.register(withdraw, AbsentCb.filter(F.action == "withdraw"))
@@ -81,7 +83,15 @@ def days_text(start: date, end: date) -> str:
 # -- parents ------------------------------------------------------------------------------
 
 
+REASON_MAX = 200
+
+
 async def absent_command(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    await start_absence(message, state, actor, repo)
+
+
+async def start_absence(message: Message, state: FSMContext, actor: Actor, repo: Repo, typed: str | None = None) -> None:
+    """The absence notice; `typed`: what the parent wrote outside a dialog, offered as the reason."""
     if actor.org is None or Role.PARENT not in actor.roles:
         await message.answer(rights.REFUSED + _("Only parents send absence notices."))
         return
@@ -103,7 +113,10 @@ async def absent_command(message: Message, state: FSMContext, actor: Actor, repo
     for child in children:
         kb.button(text=child.full_name, callback_data=AbsentCb(action="child", value=child.id))
     kb.adjust(1)
-    await message.answer(_("<b>Absence notice.</b> Which child will not come?"), reply_markup=kb.as_markup())
+    extra = {"typed": plain(typed)[:REASON_MAX]} if typed and plain(typed) else {}
+    token = await dialogs.begin(state, AbsentForm.child, **extra)
+    await message.answer(_("<b>Absence notice.</b> Which child will not come?"),
+                         reply_markup=dialogs.stamp(dialogs.with_cancel(kb.as_markup()), token))
 
 
 async def _own_child(query: CallbackQuery, actor: Actor, repo: Repo, pupil_id: int):  # type: ignore[no-untyped-def]
@@ -117,11 +130,18 @@ async def _own_child(query: CallbackQuery, actor: Actor, repo: Repo, pupil_id: i
     return None
 
 
+async def _in_dialog(state: FSMContext, step: State) -> None:
+    """This step of the absence dialog (a press from an old message without it begins one)."""
+    if not (await state.get_state() or "").startswith(AbsentForm.__name__ + ":"):
+        await dialogs.begin(state, step)
+    await state.set_state(step)
+
+
 async def chose_child(query: CallbackQuery, callback_data: AbsentCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
     child = await _own_child(query, actor, repo, callback_data.value)
     if child is None:
         return
-    await state.clear()
+    await _in_dialog(state, AbsentForm.day)
     await state.update_data(pupil_id=child.id)
     kb = InlineKeyboardBuilder()
     kb.button(text=_("Today"), callback_data=AbsentCb(action="today", value=child.id))
@@ -130,7 +150,8 @@ async def chose_child(query: CallbackQuery, callback_data: AbsentCb, state: FSMC
     kb.adjust(2, 1)
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
-        _("{child} will not come — when?").format(child=q(child.full_name)), reply_markup=kb.as_markup()
+        _("{child} will not come — when?").format(child=q(child.full_name)),
+        reply_markup=await dialogs.mark(state, dialogs.with_cancel(kb.as_markup())),
     )
 
 
@@ -139,6 +160,7 @@ async def chose_day(query: CallbackQuery, callback_data: AbsentCb, state: FSMCon
     if child is None:
         return
     day = local_today(actor) + timedelta(days=1 if callback_data.action == "tomorrow" else 0)
+    await _in_dialog(state, AbsentForm.day)
     await state.update_data(pupil_id=child.id, start=day.isoformat(), end=day.isoformat())
     await query.answer()
     await _ask_reason(query.message, state)  # type: ignore[arg-type]
@@ -148,11 +170,12 @@ async def ask_range(query: CallbackQuery, callback_data: AbsentCb, state: FSMCon
     child = await _own_child(query, actor, repo, callback_data.value)
     if child is None:
         return
+    await _in_dialog(state, AbsentForm.range)
     await state.update_data(pupil_id=child.id)
-    await state.set_state(AbsentForm.range)
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
-        _("Send the first and the last day, like <code>12.03-15.03</code>.")
+        _("Send the first and the last day, like <code>12.03-15.03</code>."),
+        reply_markup=await dialogs.mark(state, dialogs.cancel_markup()),
     )
 
 
@@ -204,12 +227,15 @@ async def got_range(message: Message, state: FSMContext, actor: Actor) -> None:
 async def _ask_reason(message: Message, state: FSMContext) -> None:
     await state.set_state(AbsentForm.reason)
     kb = InlineKeyboardBuilder()
+    typed = (await state.get_data()).get("typed")
+    if typed:  # what the parent wrote before choosing the notice: one tap keeps it as the reason
+        kb.button(text="📝 «" + shorten(typed, 40) + "»", callback_data=AbsentCb(action="typed"))
     for code in REASONS:
         kb.button(text=reason_label(code).capitalize(), callback_data=AbsentCb(action="reason", code=code))
     kb.button(text=_("Other reason…"), callback_data=AbsentCb(action="other"))
     kb.button(text=_("Without a reason"), callback_data=AbsentCb(action="none"))
-    kb.adjust(2, 2, 2)
-    await message.answer(_("The reason? (optional)"), reply_markup=kb.as_markup())
+    kb.adjust(*([1] if typed else []), 2, 2, 2)
+    await message.answer(_("The reason? (optional)"), reply_markup=await dialogs.mark(state, dialogs.with_cancel(kb.as_markup())))
 
 
 async def chose_reason(query: CallbackQuery, callback_data: AbsentCb, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
@@ -219,7 +245,13 @@ async def chose_reason(query: CallbackQuery, callback_data: AbsentCb, state: FSM
     if callback_data.action == "reason" and callback_data.code not in REASONS:
         await query.answer(_("Please choose one of the buttons."), show_alert=True)
         return
+    typed = (await state.get_data()).get("typed")
+    if callback_data.action == "typed" and not typed:
+        await query.answer(_("Please choose one of the buttons."), show_alert=True)
+        return
     reason = reason_label(callback_data.code) if callback_data.action == "reason" else None
+    if callback_data.action == "typed":
+        reason = typed
     await query.answer()
     await _save(query.message, state, actor, repo, settings, reason)  # type: ignore[arg-type]
 
@@ -229,7 +261,8 @@ async def ask_reason(query: CallbackQuery, state: FSMContext) -> None:
         await query.answer(_("This dialog is already finished."), show_alert=True)
         return
     await query.answer()
-    await query.message.answer(_("Send the reason in a few words."))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the reason in a few words."),  # type: ignore[union-attr]
+                               reply_markup=await dialogs.mark(state, dialogs.cancel_markup()))
 
 
 async def got_reason(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:

@@ -10,7 +10,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from handlers.filters import TEXT_INPUT
 from handlers.keyboards import GroupCb, confirm_keyboard, group_title
@@ -106,18 +106,16 @@ async def ask_title(
         group = await _admin_group(query, callback_data, actor, repo)
         if group is None:
             return
-        await state.set_state(GroupForm.title)
-        await state.update_data(group_id=group.id)
+        token = await dialogs.begin(state, GroupForm.title, group_id=group.id)
         prompt = _("Send the new name for «{title}» (/cancel to keep it).").format(title=q(group.title))
     else:
         if not actor.is_admin:
             await query.answer(rights.REFUSED + _("Only administrators can change groups."), show_alert=True)
             return
-        await state.set_state(GroupForm.title)
-        await state.update_data(group_id=None)
+        token = await dialogs.begin(state, GroupForm.title, group_id=None)
         prompt = _("Send the name of the new group, for example «Солнышко» or «5А» (/cancel to stop).")
     await query.answer()
-    await query.message.answer(prompt)  # type: ignore[union-attr]
+    await query.message.answer(prompt, reply_markup=dialogs.stamp(dialogs.cancel_markup(), token))  # type: ignore[union-attr]
 
 
 async def got_title(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:

@@ -1,7 +1,10 @@
 """/invite and /invites: codes, deep links and QR pictures; listing and revoking.
 
 The wizard keeps its choices in the buttons (group → role → expiry → limit),
-so every press carries them and every press is checked again.
+so every press carries them and every press is checked again. Each step has
+◀️ Back (the previous step, the choices before it kept) and ✖️ Cancel; its
+buttons belong to the dialog (bot/dialogs.py), so after /cancel, Cancel or
+the invitation made, none of them acts again.
 """
 
 from __future__ import annotations
@@ -14,12 +17,12 @@ from aiogram import F, Router
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import BufferedInputFile, CallbackQuery, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.settings import Settings
 from handlers.keyboards import (
@@ -73,6 +76,7 @@ class InviteForm(StatesGroup):
 def create_router() -> Router:
     router = Router(name="invites")
     router.message.register(invite_command, Command("invite"))
+    router.callback_query.register(back_to_groups, InviteCb.filter(F.action == "groups"))
     router.callback_query.register(choose_role, InviteCb.filter(F.action == "group"))
     router.callback_query.register(choose_days, InviteCb.filter(F.action == "role"))
     router.callback_query.register(choose_uses, InviteCb.filter(F.action == "days"))
@@ -112,10 +116,28 @@ async def invite_command(message: Message, state: FSMContext, actor: Actor, repo
     if not groups:
         await message.answer(_("There are no groups yet. Create one with /groups."))
         return
-    await state.set_state(InviteForm.wizard)
+    token = await dialogs.begin(state, InviteForm.wizard)
     await message.answer(
         _("<b>New invitation.</b> Which group is it for?"),
-        reply_markup=groups_keyboard(groups, InviteCb, action="group"),
+        reply_markup=dialogs.stamp(dialogs.with_cancel(groups_keyboard(groups, InviteCb, action="group")), token),
+    )
+
+
+def _step(markup: InlineKeyboardMarkup, back: InviteCb) -> InlineKeyboardMarkup:
+    """A step's choices, then ◀️ Back and ✖️ Cancel."""
+    back_button = InlineKeyboardButton(text=_("◀️ Back"), callback_data=back.pack())
+    return InlineKeyboardMarkup(inline_keyboard=[*markup.inline_keyboard, [back_button, dialogs.cancel_button()]])
+
+
+async def back_to_groups(query: CallbackQuery, callback_data: InviteCb, state: FSMContext, actor: Actor,
+                         repo: Repo) -> None:
+    if await _checked(query, callback_data, actor, repo) is None:
+        return
+    await query.answer()
+    await query.message.edit_text(  # type: ignore[union-attr]
+        _("<b>New invitation.</b> Which group is it for?"),
+        reply_markup=await dialogs.mark(
+            state, dialogs.with_cancel(groups_keyboard(await _invitable_groups(actor, repo), InviteCb, action="group"))),
     )
 
 
@@ -138,19 +160,22 @@ async def _checked(query: CallbackQuery, data: InviteCb, actor: Actor, repo: Rep
     return group
 
 
-async def choose_role(query: CallbackQuery, callback_data: InviteCb, actor: Actor, repo: Repo) -> None:
+async def choose_role(query: CallbackQuery, callback_data: InviteCb, state: FSMContext, actor: Actor,
+                      repo: Repo) -> None:
     group = await _checked(query, callback_data, actor, repo)
     if group is None:
         return
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
         _("<b>New invitation</b> to {group}. Whom are you inviting?").format(group=q(group_title(group))),
-        reply_markup=roles_keyboard(actor.invitable_roles(group), InviteCb, action="role", group_id=group.id),
+        reply_markup=await dialogs.mark(state, _step(
+            roles_keyboard(actor.invitable_roles(group), InviteCb, action="role", group_id=group.id),
+            InviteCb(action="groups", group_id=group.id))),
     )
 
 
 async def choose_days(
-    query: CallbackQuery, callback_data: InviteCb, actor: Actor, repo: Repo, settings: Settings
+    query: CallbackQuery, callback_data: InviteCb, state: FSMContext, actor: Actor, repo: Repo, settings: Settings
 ) -> None:
     group = await _checked(query, callback_data, actor, repo)
     if group is None:
@@ -162,16 +187,18 @@ async def choose_days(
             label = "⭐ " + label
         kb.button(text=label, callback_data=callback_data.model_copy(update={"action": "days", "days": days}))
     kb.adjust(4)
+    back = InviteCb(action="group", group_id=group.id)
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
         _("<b>New invitation</b> to {group} for a {role}. How long should it work?").format(
             group=q(group_title(group)), role=role_name(callback_data.role)
         ),
-        reply_markup=kb.as_markup(),
+        reply_markup=await dialogs.mark(state, _step(kb.as_markup(), back)),
     )
 
 
-async def choose_uses(query: CallbackQuery, callback_data: InviteCb, actor: Actor, repo: Repo) -> None:
+async def choose_uses(query: CallbackQuery, callback_data: InviteCb, state: FSMContext, actor: Actor,
+                      repo: Repo) -> None:
     group = await _checked(query, callback_data, actor, repo)
     if group is None:
         return
@@ -180,12 +207,13 @@ async def choose_uses(query: CallbackQuery, callback_data: InviteCb, actor: Acto
         label = _("no limit") if uses == 0 else ngettext("{n} person", "{n} people", uses).format(n=uses)
         kb.button(text=label, callback_data=callback_data.model_copy(update={"action": "make", "uses": uses}))
     kb.adjust(3)
+    back = InviteCb(action="role", group_id=group.id, role=callback_data.role)
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
         _("<b>New invitation</b> to {group} for a {role}. How many people may use it?").format(
             group=q(group_title(group)), role=role_name(callback_data.role)
         ),
-        reply_markup=kb.as_markup(),
+        reply_markup=await dialogs.mark(state, _step(kb.as_markup(), back)),
     )
 
 

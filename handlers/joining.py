@@ -13,10 +13,10 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
@@ -26,7 +26,7 @@ from handlers.requests import file_request
 from handlers.admission import admit, ask_admins_to_verify, refresh_menu_of
 from handlers.filters import TEXT_INPUT
 from handlers.invites import normalize_code
-from handlers.keyboards import JoinCb, confirm_keyboard, group_title, single_button
+from handlers.keyboards import JoinCb, confirm_keyboard, group_title
 from handlers.texts import clean_name, q, role_name
 from storage.models import Invitation, MemberState, Role, utcnow
 from storage.repo import Repo, normalize_name
@@ -133,19 +133,26 @@ async def begin(
         if personal:
             await _ask_confirm(message, state, repo)
         return
-    await state.clear()
-    await state.set_state(JoinForm.name)
-    await state.update_data(invitation_id=invitation.id)
+    token = await dialogs.begin(state, JoinForm.name, invitation_id=invitation.id)
     text = _(
         "🎫 Invitation to <b>{group}</b> ({org}) as {role}.\n\nPlease send your full name, "
         "as the teachers and the administration should see it (for example: Иванова Мария Петровна)."
     ).format(group=q(invitation.group.title), org=q(org.name if org else ""), role=role_name(invitation.role))
-    markup = None
+    await message.answer(text, reply_markup=dialogs.stamp(name_markup(actor), token))
+
+
+def _cancel_button() -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=JoinCb(action="cancel").pack())
+
+
+def name_markup(actor: Actor) -> InlineKeyboardMarkup:
+    """The name step: keep the name the person already has (if any), or cancel."""
+    rows = [[_cancel_button()]]
     if actor.person.full_name:
-        markup = single_button(
-            _("Keep: {name}").format(name=actor.person.full_name[:40]), JoinCb(action="keep_name")
-        )
-    await message.answer(text, reply_markup=markup)
+        keep = InlineKeyboardButton(text=_("Keep: {name}").format(name=actor.person.full_name[:40]),
+                                    callback_data=JoinCb(action="keep_name").pack())
+        rows.insert(0, [keep])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
 async def _invitation(state: FSMContext, repo: Repo) -> Invitation | None:
@@ -182,7 +189,8 @@ async def _after_name(message: Message, state: FSMContext, repo: Repo, name: str
         return
     if invitation.role == Role.PARENT:
         await state.set_state(JoinForm.child)
-        await message.answer(_("Thank you. Now send your child's full name (for example: Иванов Пётр)."))
+        await message.answer(_("Thank you. Now send your child's full name (for example: Иванов Пётр)."),
+                             reply_markup=await dialogs.mark(state, InlineKeyboardMarkup(inline_keyboard=[[_cancel_button()]])))
         return
     await _ask_confirm(message, state, repo)
 
@@ -217,7 +225,8 @@ async def _ask_confirm(message: Message, state: FSMContext, repo: Repo) -> None:
     yes_text = onboarding.confirm_words(invitation, lines)
     await message.answer(
         "\n".join(lines),
-        reply_markup=confirm_keyboard(JoinCb(action="confirm"), JoinCb(action="cancel"), yes_text=yes_text or _("✅ Join")),
+        reply_markup=await dialogs.mark(state, confirm_keyboard(JoinCb(action="confirm"), JoinCb(action="cancel"),
+                                                                yes_text=yes_text or _("✅ Join"))),
     )
 
 
@@ -319,5 +328,8 @@ async def cancel(query: CallbackQuery, state: FSMContext) -> None:
     await query.message.edit_text(_("Cancelled. Nothing was changed."))  # type: ignore[union-attr]
 
 
-async def stale(query: CallbackQuery) -> None:
+async def stale(query: CallbackQuery, raw_state: str | None = None) -> None:
+    if dialogs.earlier_step(raw_state, JoinForm):
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
+        return
     await query.answer(_("This dialog is already finished. Open the invitation link again."), show_alert=True)

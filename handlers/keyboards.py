@@ -37,7 +37,7 @@ class GroupCb(CallbackData, prefix="grp"):
 
 
 class InviteCb(CallbackData, prefix="inv"):
-    action: str  # group | role | days | make
+    action: str  # groups | group | role | days | make
     group_id: DbInt = 0
     role: str = ""
     days: DbInt = 0

@@ -15,11 +15,11 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.methods import SendDocument, SendMessage, SendPhoto, TelegramMethod
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.outbox import enqueue
@@ -40,11 +40,13 @@ RELATION_MAX = 120  # the header's "parent of …": with the name (NAME_MAX), we
 
 
 class WriteForm(StatesGroup):
+    recipient = State()
     message = State()
+    confirm = State()  # a text typed before /write (handlers/fallback.py): sent once confirmed
 
 
 class WriteCb(CallbackData, prefix="w"):
-    action: str  # to | admins
+    action: str  # to | admins | send
     person_id: DbInt = 0
 
 
@@ -56,6 +58,8 @@ class RelayCb(CallbackData, prefix="rl"):
 def create_router() -> Router:
     router = Router(name="messages")
     router.message.register(write_command, Command("write"), PRIVATE)
+    router.callback_query.register(send_typed, StateFilter(WriteForm.confirm), WriteCb.filter(F.action == "send"))
+    router.callback_query.register(finished, WriteCb.filter(F.action == "send"))
     router.callback_query.register(chose_recipient, WriteCb.filter())
     router.message.register(got_message, StateFilter(WriteForm.message), NOT_A_COMMAND)
     router.callback_query.register(reply, RelayCb.filter(F.action == "reply"))
@@ -77,16 +81,24 @@ async def recipients(actor: Actor, repo: Repo) -> list[Person]:
 
 
 async def write_command(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    await start_writing(message, state, actor, repo)
+
+
+async def start_writing(message: Message, state: FSMContext, actor: Actor, repo: Repo,
+                        typed: str | None = None, typed_id: int | None = None, typed_text: str = "") -> None:
+    """/write; `typed`: a message already written (outside a dialog), passed on once confirmed."""
     if actor.org is None or not actor.is_member or actor.awaiting_verification:
         await message.answer(rights.REFUSED + _("Only members can write here. Send /start."))
         return
-    await state.clear()
     kb = InlineKeyboardBuilder()
     for person in await recipients(actor, repo):
         kb.button(text=person.display_name, callback_data=WriteCb(action="to", person_id=person.id))
     kb.button(text=_("🏫 The administration"), callback_data=WriteCb(action="admins"))
     kb.adjust(1)
-    await message.answer(_("<b>Write a message.</b> To whom?"), reply_markup=kb.as_markup())
+    extra = {"typed": typed, "typed_id": typed_id, "typed_text": typed_text} if typed else {}
+    token = await dialogs.begin(state, WriteForm.recipient, **extra)
+    await message.answer(_("<b>Write a message.</b> To whom?"),
+                         reply_markup=dialogs.stamp(dialogs.with_cancel(kb.as_markup()), token))
 
 
 async def chose_recipient(query: CallbackQuery, callback_data: WriteCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -107,10 +119,21 @@ async def chose_recipient(query: CallbackQuery, callback_data: WriteCb, state: F
     else:
         name = _("the administration")
         await state.update_data(to=None, admins=True, reply_to=None)
-    await state.set_state(WriteForm.message)
     await query.answer()
+    data = await state.get_data()
+    if data.get("typed"):  # written already: confirm, then it goes
+        await state.set_state(WriteForm.confirm)
+        send = InlineKeyboardButton(text=_("📨 Send"), callback_data=WriteCb(action="send").pack())
+        shown = q(shorten(data.get("typed_text") or "", 1000))  # the confirmation quotes it, plainly
+        await query.message.edit_text(  # type: ignore[union-attr]
+            _("Send this message to {name}?").format(name=q(name)) + "\n\n" + shown,
+            reply_markup=await dialogs.mark(state, dialogs.cancel_markup([send])),
+        )
+        return
+    await state.set_state(WriteForm.message)
     await query.message.edit_text(  # type: ignore[union-attr]
-        _("Send your message to {name}: text, a photo or a document. /cancel stops.").format(name=q(name))
+        _("Send your message to {name}: text, a photo or a document. /cancel stops.").format(name=q(name)),
+        reply_markup=await dialogs.mark(state, dialogs.cancel_markup()),
     )
 
 
@@ -126,7 +149,9 @@ def _relation(actor: Actor, children: list[Any]) -> str:
     return shorten(", ".join(p for p in (role_name(role) if role else "", groups) if p), RELATION_MAX)
 
 
-def _copy(chat_id: int, header: str, message: Message, markup: InlineKeyboardMarkup) -> TelegramMethod[Any] | None:
+def _copy(chat_id: int, header: str, message: Message | str, markup: InlineKeyboardMarkup) -> TelegramMethod[Any] | None:
+    if isinstance(message, str):  # a text typed before /write, as HTML
+        return SendMessage(chat_id=chat_id, text=header + "\n\n" + message, reply_markup=markup)
     if message.photo:
         caption = header + ("\n\n" + message.html_text if message.caption else "")
         return SendPhoto(chat_id=chat_id, photo=message.photo[-1].file_id, caption=caption, reply_markup=markup)
@@ -159,16 +184,36 @@ def office_note(hours: str | None, org: Organisation, now: datetime) -> str | No
 
 async def got_message(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings,
                       throttle: WrongCodeThrottle) -> None:
+    await _pass_on(message, message, message.message_id, state, actor, repo, settings, throttle)
+
+
+async def send_typed(query: CallbackQuery, state: FSMContext, actor: Actor, repo: Repo, settings: Settings,
+                     throttle: WrongCodeThrottle) -> None:
+    data = await state.get_data()
+    await query.answer()
+    await _pass_on(query.message, data.get("typed") or "", data.get("typed_id") or 0,  # type: ignore[arg-type]
+                   state, actor, repo, settings, throttle)
+
+
+async def finished(query: CallbackQuery) -> None:
+    await query.answer(dialogs.finished_text(), show_alert=True)
+
+
+async def _pass_on(message: Message, content: Message | str, message_id: int, state: FSMContext, actor: Actor,
+                   repo: Repo, settings: Settings, throttle: WrongCodeThrottle) -> None:
+    """Passes `content` (the person's message, or a text they typed before) on; answers in `message`'s chat."""
     data = await state.get_data()
     org = actor.org
     if org is None or not actor.is_member:
         await state.clear()
         return
-    if blank(message.text) and not (message.photo or message.document):
+    media = isinstance(content, Message) and bool(content.photo or content.document)
+    html = content if isinstance(content, str) else content.html_text or ""
+    if blank(content if isinstance(content, str) else content.text) and not media:
         await message.answer(_("Please send text, a photo or a document. /cancel stops."))
         return
-    limit = CAPTION_ROOM if (message.photo or message.document) else TEXT_ROOM
-    if visible_length(message.html_text or "") > limit:
+    limit = CAPTION_ROOM if media else TEXT_ROOM
+    if visible_length(html) > limit:
         await message.answer(_("This is too long to pass on: at most {limit} characters. Please shorten it.").format(
             limit=limit))
         return
@@ -203,7 +248,7 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
     relay = await repo.add_relay(Relay(
         org_id=org.id, sender_id=actor.person.id, recipient_id=target.id if target else None,
         to_administration=target is None, reply_to_id=reply_to.id if reply_to else None,
-        sender_message_id=message.message_id,
+        sender_message_id=message_id,
     ))
     children = await repo.children_with_groups(actor.person.id, org.id)
     for chat_id, locale in chats.items():
@@ -213,7 +258,7 @@ async def got_message(message: Message, state: FSMContext, actor: Actor, repo: R
             else:
                 header = _("✉️ <b>Message from {name}</b>, {relation}").format(
                     name=q(shorten(actor.person.display_name, NAME_MAX)), relation=q(_relation(actor, children)))
-            method = _copy(chat_id, header, message, _buttons(relay.id))
+            method = _copy(chat_id, header, content, _buttons(relay.id))
         if method is not None:
             enqueue(repo, chat_id, method, org_id=org.id, org=org, topic="relay", ref_id=relay.id)
     answer = _("✅ Sent.")
@@ -243,11 +288,11 @@ async def reply(query: CallbackQuery, callback_data: RelayCb, state: FSMContext,
         await query.answer(_("The sender has left."), show_alert=True)
         return
     sender = await repo.person(relay.sender_id)
-    await state.set_state(WriteForm.message)
-    await state.update_data(to=relay.sender_id, admins=False, reply_to=relay.id)
+    token = await dialogs.begin(state, WriteForm.message, to=relay.sender_id, admins=False, reply_to=relay.id)
     await query.answer()
     await query.message.answer(  # type: ignore[union-attr]
-        _("Send your answer to {name}. /cancel stops.").format(name=q(sender.display_name if sender else "—"))
+        _("Send your answer to {name}. /cancel stops.").format(name=q(sender.display_name if sender else "—")),
+        reply_markup=dialogs.stamp(dialogs.cancel_markup(), token),
     )
 
 

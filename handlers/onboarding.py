@@ -25,14 +25,14 @@ from aiogram.filters import Command, StateFilter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
 from bot import classlist
 from bot import onboarding as service
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.replies import after_commit_do, unit_of_work
 from bot.i18n import in_locale
@@ -301,8 +301,7 @@ async def import_command(message: Message, state: FSMContext, actor: Actor) -> N
     if not may_import(actor):
         await message.answer(refusal(actor))
         return
-    await state.clear()
-    await state.set_state(ImportForm.file)
+    token = await dialogs.begin(state, ImportForm.file)
     text = _(
         "<b>Class list.</b> Send the file your school register exports, as .xlsx or .csv (UTF-8 or "
         "Windows-1251, separated by ; or ,). Columns: the pupil's full name (or surname, first name, "
@@ -312,7 +311,8 @@ async def import_command(message: Message, state: FSMContext, actor: Actor) -> N
     )
     if not actor.is_admin:
         text += "\n\n" + _("As a teacher you can import pupils of your own classes.")
-    await message.answer(text)
+    cancel = InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=OnbCb(action="cancel").pack())
+    await message.answer(text, reply_markup=dialogs.stamp(InlineKeyboardMarkup(inline_keyboard=[[cancel]]), token))
 
 
 async def not_a_file(message: Message) -> None:
@@ -355,12 +355,16 @@ async def got_file(
         async with unit_of_work(session_maker, bot) as repo2:
             planner = service.plan_pupils if parsed.kind == "pupils" else service.plan_staff
             plan = await planner(repo2, actor, parsed.rows)
+            # The dialog of /import goes on; a list sent without it begins one.
+            token = await dialogs.current(state) if raw_state is not None else None
+            token = token or dialogs.new_token()
             await state.set_state(ImportForm.preview)
-            await state.set_data({"kind": parsed.kind, "file": name[:64], "rows": [r.as_dict() for r in parsed.rows]})
+            await state.set_data({dialogs.KEY: token, "kind": parsed.kind, "file": name[:64],
+                                  "rows": [r.as_dict() for r in parsed.rows]})
             parts = in_messages(preview_text(plan, name))
             for part in parts[:-1]:
                 await message.answer(part)
-            await message.answer(parts[-1], reply_markup=preview_keyboard(plan))
+            await message.answer(parts[-1], reply_markup=dialogs.stamp(preview_keyboard(plan), token))
 
     after_commit_do(read_and_preview)
 
@@ -712,12 +716,10 @@ async def personal_start(
 ) -> bool | None:
     """None: not a personal code. True: the dialog goes straight to the
     confirmation (a staff code names the person). False: answered here."""
-    from handlers.joining import JoinForm
-    from handlers.keyboards import JoinCb, single_button
+    from handlers.joining import JoinForm, name_markup
 
     if invitation.person_name:
-        await state.clear()
-        await state.update_data(invitation_id=invitation.id, full_name=invitation.person_name)
+        await dialogs.begin(state, JoinForm.confirm, invitation_id=invitation.id, full_name=invitation.person_name)
         return True
     if invitation.pupil_id is None:
         return None
@@ -731,17 +733,13 @@ async def personal_start(
         await message.answer(_("You are already in {group} as the parent of {name}.").format(
             group=q(invitation.group.title), name=q(pupil.full_name)))
         return False
-    await state.clear()
-    await state.set_state(JoinForm.name)
-    await state.update_data(invitation_id=invitation.id, child_name=pupil.full_name, pupil_id=pupil.id)
+    token = await dialogs.begin(state, JoinForm.name, invitation_id=invitation.id, child_name=pupil.full_name,
+                                pupil_id=pupil.id)
     text = _(
         "🎫 Personal code of the family of <b>{child}</b>, {group} ({org}).\n\nPlease send your full name, "
         "as the teachers should see it (for example: Иванова Мария Петровна)."
     ).format(child=q(pupil.full_name), group=q(invitation.group.title), org=q(org.name if org else ""))
-    markup = None
-    if actor.person.full_name:
-        markup = single_button(_("Keep: {name}").format(name=actor.person.full_name[:40]), JoinCb(action="keep_name"))
-    await message.answer(text, reply_markup=markup)
+    await message.answer(text, reply_markup=dialogs.stamp(name_markup(actor), token))
     return False
 
 

@@ -16,7 +16,7 @@ from aiogram.types import BufferedInputFile, CallbackQuery, InlineKeyboardMarkup
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import dates, rights
+from bot import dates, dialogs, rights
 from bot.actor import Actor
 from bot.posts import (
     CardCb,
@@ -257,10 +257,9 @@ async def on_card(
 async def _ask_about(query: CallbackQuery, state: FSMContext, step: State, post_id: int, prompt: str,
                      markup: InlineKeyboardMarkup | None = None) -> None:
     """The author's next message answers `step` about this post."""
-    await state.set_state(step)
-    await state.update_data({"post_id": post_id, when.PICK_DAY: None})
+    token = await dialogs.begin(state, step, post_id=post_id, **{when.PICK_DAY: None})
     await query.answer()
-    await query.message.answer(prompt, reply_markup=markup)  # type: ignore[union-attr]
+    await query.message.answer(prompt, reply_markup=dialogs.stamp(dialogs.with_cancel(markup), token))  # type: ignore[union-attr]
 
 
 async def got_edit(message: Message, state: FSMContext, actor: Actor, repo: Repo, settings: Settings) -> None:
@@ -319,7 +318,7 @@ async def picked_time(query: CallbackQuery, callback_data: WhenCb, state: FSMCon
     if actor.org is None:
         await query.answer(_("This post can no longer be edited."), show_alert=True)
         return
-    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow())
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), [dialogs.cancel_button()])
     if moment is None:
         return
     await query.answer()
@@ -413,11 +412,11 @@ async def on_scheduled(query: CallbackQuery, callback_data: ScheduledCb, state: 
         await query.answer(_("Cancelled. Nothing was sent."))
         await query.message.edit_text(_("✖️ Cancelled: it will not be sent."))  # type: ignore[union-attr]
         return
-    await state.set_state(EditForm.scheduled_at)
-    await state.update_data({"post_id": post.id, when.PICK_DAY: None})
+    token = await dialogs.begin(state, EditForm.scheduled_at, post_id=post.id, **{when.PICK_DAY: None})
     await query.answer()
+    markup = when.days_markup(actor.org.timezone, utcnow(), [dialogs.cancel_button()])  # type: ignore[union-attr]
     await query.message.answer(_("Send the new date and time ({examples}).").format(examples=dates.examples()),  # type: ignore[union-attr]
-                               reply_markup=when.days_markup(actor.org.timezone, utcnow()))  # type: ignore[union-attr]
+                               reply_markup=dialogs.stamp(markup, token))
 
 
 async def got_scheduled_time(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:

@@ -1,5 +1,8 @@
 """/post: kind → audience → content → options → a preview exactly as
-recipients will see it → send now or cancel. /cancel works at every step.
+recipients will see it → send now or cancel. /cancel works at every step,
+and every step has ✖️ Cancel and (but the first) ◀️ Back, which returns to the
+step before with what was entered kept. The dialog's buttons carry its token
+(bot/dialogs.py): those of a sent or cancelled post change nothing.
 
 The dialog keeps its draft in the FSM; nothing is written until Send, and Send
 re-checks every right (the audience may have been forged or changed meanwhile).
@@ -22,8 +25,7 @@ from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
-from bot import dates
+from bot import dates, dialogs, rights
 from bot.actor import Actor
 from bot.posts import (
     audience_text,
@@ -104,6 +106,7 @@ def create_router() -> Router:
                                    ComposeCb.filter(F.action == "due_date"))
     router.message.register(deadline_typed, StateFilter(PostForm.deadline), TEXT_INPUT)
     router.callback_query.register(deadline_picked, StateFilter(PostForm.deadline), WhenCb.filter())
+    router.callback_query.register(back, StateFilter(PostForm), ComposeCb.filter(F.action == "back"))
     router.callback_query.register(cancel, StateFilter(PostForm), ComposeCb.filter(F.action == "cancel"))
     router.callback_query.register(stale, ComposeCb.filter())
     # (the edit dialogs of handlers/post_actions.py take their own day and time presses)
@@ -133,30 +136,57 @@ def may_post_wide(actor: Actor) -> bool:
 
 
 async def post_command(message: Message, state: FSMContext, actor: Actor) -> None:
+    await start_post(message, state, actor)
+
+
+async def start_post(message: Message, state: FSMContext, actor: Actor, typed: str | None = None) -> None:
+    """/post; `typed`: a text written before (outside a dialog, as HTML), the post's content once the audience is chosen."""
     why = refusal(actor)
     if why:
         await message.answer(why)
         return
-    await state.clear()
-    await state.set_state(PostForm.kind)
+    token = await dialogs.begin(state, PostForm.kind, **({"typed": typed} if typed else {}))
+    await message.answer(_("<b>New post.</b> What is it? (/cancel stops at any step)"),
+                         reply_markup=dialogs.stamp(_kind_markup(), token))
+
+
+def _kind_markup() -> InlineKeyboardMarkup:
     kb = InlineKeyboardBuilder()
     for kind in PostKind:
         kb.button(text=kind_label(kind), callback_data=ComposeCb(action="kind", value=kind.value))
     kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
     kb.adjust(2)
-    await message.answer(_("<b>New post.</b> What is it? (/cancel stops at any step)"), reply_markup=kb.as_markup())
+    return kb.as_markup()
+
+
+def _back_row(step: str) -> list[InlineKeyboardButton]:
+    """◀️ Back to `step` (a PostForm state's name) and ✖️ Cancel."""
+    return [InlineKeyboardButton(text=_("◀️ Back"), callback_data=ComposeCb(action="back", value=step).pack()),
+            _cancel_button()]
+
+
+def _back_markup(step: str, markup: InlineKeyboardMarkup | None = None) -> InlineKeyboardMarkup:
+    rows = list(markup.inline_keyboard) if markup is not None else []
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, _back_row(step)])
 
 
 async def choose_kind(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
     if callback_data.value not in {k.value for k in PostKind} or refusal(actor):
         await query.answer(_("Please choose one of the buttons."), show_alert=True)
         return
-    await state.update_data(kind=callback_data.value, groups=[], wide=None, to_parents=True,
-                            to_students=actor.org.kind != OrgKind.KINDERGARTEN)  # type: ignore[union-attr]
+    data = await state.get_data()
+    if "groups" in data:  # back from a later step: the audience chosen is kept
+        data["kind"] = callback_data.value
+        if callback_data.value == PostKind.SCHEDULE:
+            data["wide"] = None  # a schedule is a group's
+    else:
+        data.update(kind=callback_data.value, groups=[], wide=None, to_parents=True,
+                    to_students=actor.org.kind != OrgKind.KINDERGARTEN)  # type: ignore[union-attr]
+    await state.set_data(data)
     await state.set_state(PostForm.audience)
     await query.answer()
-    text, markup = await _audience_view(actor, repo, await state.get_data())
-    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+    text, markup = await _audience_view(actor, repo, data)
+    await query.message.edit_text(text, reply_markup=await dialogs.mark(state, markup))  # type: ignore[union-attr]
 
 
 async def _audience_view(actor: Actor, repo: Repo, data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
@@ -180,12 +210,11 @@ async def _audience_view(actor: Actor, repo: Repo, data: dict[str, Any]) -> tupl
     else:
         sizes.append(1)
     kb.button(text=_("Next →"), callback_data=ComposeCb(action="next"))
-    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
-    sizes.append(2)
+    sizes.append(1)
     kb.adjust(*sizes)
     return _("<b>{kind}.</b> To whom? Choose groups (and whom in them), then Next.").format(
         kind=kind_label(data["kind"])
-    ), kb.as_markup()
+    ), _back_markup("kind", kb.as_markup())
 
 
 async def toggle_audience(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -209,23 +238,32 @@ async def toggle_audience(query: CallbackQuery, callback_data: ComposeCb, state:
     await state.set_data(data)
     await query.answer()
     text, markup = await _audience_view(actor, repo, data)
-    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+    await query.message.edit_text(text, reply_markup=await dialogs.mark(state, markup))  # type: ignore[union-attr]
 
 
-async def audience_done(query: CallbackQuery, state: FSMContext) -> None:
+async def audience_done(query: CallbackQuery, state: FSMContext, actor: Actor) -> None:
     data = await state.get_data()
     if not data["wide"] and (not data["groups"] or not (data["to_parents"] or data["to_students"])):
         await query.answer(_("Choose at least one group, and parents or students."), show_alert=True)
         return
     await state.set_state(PostForm.content)
     await query.answer()
+    if data.get("typed"):  # written before /post: it is the content (Back to this step asks anew)
+        typed = data.pop("typed")
+        await state.set_data(data)
+        await query.message.edit_text(_("📝 Its content: the message you wrote."))  # type: ignore[union-attr]
+        await _content_chosen(query.message, state, actor, data, typed, None, None)  # type: ignore[arg-type]
+        return
+    await query.message.edit_text(_content_prompt(data), reply_markup=await dialogs.mark(state, _back_markup("audience")))  # type: ignore[union-attr]
+
+
+def _content_prompt(data: dict[str, Any]) -> str:
     prompts = {
         PostKind.POLL: _("Send the question of the poll."),
         PostKind.EVENT: _("Describe the event: send its text (a photo or document with a caption also works)."),
         PostKind.SCHEDULE: _("Send the schedule: text, or a photo or document of it. It replaces the group's current one."),
     }
-    prompt = prompts.get(PostKind(data["kind"]), _("Send the text — formatting and links are kept — or a photo, document or video with a caption."))
-    await query.message.edit_text(prompt)  # type: ignore[union-attr]
+    return prompts.get(PostKind(data["kind"]), _("Send the text — formatting and links are kept — or a photo, document or video with a caption."))
 
 
 def _content_of(message: Message) -> tuple[str, str | None, str | None]:
@@ -283,22 +321,32 @@ async def got_content(message: Message, state: FSMContext, actor: Actor) -> None
             await state.update_data(refused_group=message.media_group_id)
         await message.answer(_("A poll's question is text. Please send it as a text message."))
         return
+    await _content_chosen(message, state, actor, data, text, media_kind, file_id)
+
+
+async def _content_chosen(message: Message, state: FSMContext, actor: Actor, data: dict[str, Any], text: str,
+                          media_kind: str | None, file_id: str | None) -> None:
     # A long text is not refused: its copies are split into several messages (bot/posts.copy_methods).
     await state.update_data(text=text, media_kind=media_kind, media_file_id=file_id)
     if data["kind"] == PostKind.EVENT:
         await state.set_state(PostForm.event_at)
         await state.update_data({when.PICK_DAY: None})
         await message.answer(_("When is it?") + " " + when.typing_hint(),
-                             reply_markup=when.days_markup(actor.org.timezone, utcnow(), [_cancel_button()]))  # type: ignore[union-attr]
+                             reply_markup=await dialogs.mark(state, _event_at_markup(actor)))
     elif data["kind"] == PostKind.POLL:
         await state.set_state(PostForm.poll_options)
-        await message.answer(_("Send the answers, one per line (2 to 10)."))
+        await message.answer(_("Send the answers, one per line (2 to 10)."),
+                             reply_markup=await dialogs.mark(state, _back_markup("content")))
     else:
         await _ask_options(message, state)
 
 
 def _cancel_button() -> InlineKeyboardButton:
     return InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel").pack())
+
+
+def _event_at_markup(actor: Actor) -> InlineKeyboardMarkup:
+    return when.days_markup(actor.org.timezone, utcnow(), _back_row("content"))  # type: ignore[union-attr]
 
 
 async def got_event_at(message: Message, state: FSMContext, actor: Actor) -> None:
@@ -310,7 +358,7 @@ async def got_event_at(message: Message, state: FSMContext, actor: Actor) -> Non
 
 
 async def picked_event_at(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor) -> None:
-    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), [_cancel_button()])  # type: ignore[union-attr]
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), _back_row("content"))  # type: ignore[union-attr]
     if moment is not None:
         await query.answer()
         await _event_at_chosen(query.message, state, moment, actor)  # type: ignore[arg-type]
@@ -320,9 +368,16 @@ async def _event_at_chosen(message: Message, state: FSMContext, moment: datetime
     await state.update_data({"event_at": moment.isoformat(), when.PICK_DAY: None})
     await message.answer(_("🕒 {when}").format(when=local(moment, actor.org)))  # type: ignore[arg-type]
     await state.set_state(PostForm.place)
-    kb = InlineKeyboardBuilder()
-    kb.button(text=_("Skip"), callback_data=ComposeCb(action="no_place"))
-    await message.answer(_("Where? Send the place or the online-lesson link, or Skip."), reply_markup=kb.as_markup())
+    await message.answer(_place_prompt(), reply_markup=await dialogs.mark(state, _place_markup()))
+
+
+def _place_prompt() -> str:
+    return _("Where? Send the place or the online-lesson link, or Skip.")
+
+
+def _place_markup() -> InlineKeyboardMarkup:
+    skip = InlineKeyboardButton(text=_("Skip"), callback_data=ComposeCb(action="no_place").pack())
+    return InlineKeyboardMarkup(inline_keyboard=[[skip], _back_row("event_at")])
 
 
 async def got_place(message: Message, state: FSMContext) -> None:
@@ -351,7 +406,7 @@ async def got_poll_options(message: Message, state: FSMContext) -> None:
     await state.update_data(options=options, multiple=False, anonymous=False, deadline_hours=0)
     await state.set_state(PostForm.poll_settings)
     text, markup = _poll_view(await state.get_data())
-    await message.answer(text, reply_markup=markup)
+    await message.answer(text, reply_markup=await dialogs.mark(state, markup))
 
 
 DEADLINES = (0, 24, 72, 168)
@@ -369,7 +424,7 @@ def _poll_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
     kb.button(text=_("📅 Date…"), callback_data=ComposeCb(action="due_date", value="poll"))
     kb.button(text=_("Next →"), callback_data=ComposeCb(action="next"))
     kb.adjust(2, 2, 1)
-    return _("How does the poll work? Press a button to change it."), kb.as_markup()
+    return _("How does the poll work? Press a button to change it."), _back_markup("poll_options", kb.as_markup())
 
 
 async def toggle_poll(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext) -> None:
@@ -384,7 +439,7 @@ async def toggle_poll(query: CallbackQuery, callback_data: ComposeCb, state: FSM
     await state.set_data(data)
     await query.answer()
     text, markup = _poll_view(data)
-    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+    await query.message.edit_text(text, reply_markup=await dialogs.mark(state, markup))  # type: ignore[union-attr]
 
 
 async def poll_done(query: CallbackQuery, state: FSMContext) -> None:
@@ -403,7 +458,7 @@ async def _ask_options(message: Message, state: FSMContext) -> None:
     await state.set_data(data)
     await state.set_state(PostForm.options)
     text, markup = _options_view(data)
-    await message.answer(text, reply_markup=markup)
+    await message.answer(text, reply_markup=await dialogs.mark(state, markup))
 
 
 ACK_DAYS = (0, 1, 3, 7)
@@ -447,10 +502,13 @@ def _options_view(data: dict[str, Any]) -> tuple[str, InlineKeyboardMarkup]:
         sizes += [2] * ((len(possible) + 1) // 2)
     kb.button(text=("☑️ " if data["urgent"] else "▫️ ") + _("Urgent"), callback_data=ComposeCb(action="urgent"))
     kb.button(text=_("👁 Preview"), callback_data=ComposeCb(action="preview"))
-    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
-    sizes += [1, 1, 1]
+    sizes += [1, 1]
     kb.adjust(*sizes)
-    return _("Options: press to switch them, then Preview."), kb.as_markup()
+    return _("Options: press to switch them, then Preview."), _back_markup(_before_options(data), kb.as_markup())
+
+
+def _before_options(data: dict[str, Any]) -> str:
+    return {PostKind.EVENT: "place", PostKind.POLL: "poll_settings"}.get(PostKind(data["kind"]), "content")
 
 
 async def toggle_option(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext) -> None:
@@ -475,7 +533,7 @@ async def toggle_option(query: CallbackQuery, callback_data: ComposeCb, state: F
     await state.set_data(data)
     await query.answer()
     text, markup = _options_view(data)
-    await query.message.edit_text(text, reply_markup=markup)  # type: ignore[union-attr]
+    await query.message.edit_text(text, reply_markup=await dialogs.mark(state, markup))  # type: ignore[union-attr]
 
 
 # -- preview and send ---------------------------------------------------------------------
@@ -501,8 +559,13 @@ async def ask_deadline(query: CallbackQuery, callback_data: ComposeCb, state: FS
     await state.set_state(PostForm.deadline)
     await query.answer()
     question = _("Until when can people acknowledge?") if callback_data.value == "ack" else _("When does the poll close?")
+    markup = when.days_markup(actor.org.timezone, utcnow(), _deadline_extra(callback_data.value))  # type: ignore[union-attr]
     await query.message.edit_text(question + " " + when.typing_hint(),  # type: ignore[union-attr]
-                                  reply_markup=when.days_markup(actor.org.timezone, utcnow(), [_cancel_button()]))  # type: ignore[union-attr]
+                                  reply_markup=await dialogs.mark(state, markup))
+
+
+def _deadline_extra(deadline_for: str) -> list[InlineKeyboardButton]:
+    return _back_row("poll_settings" if deadline_for == "poll" else "options")
 
 
 async def deadline_typed(message: Message, state: FSMContext, actor: Actor) -> None:
@@ -514,7 +577,8 @@ async def deadline_typed(message: Message, state: FSMContext, actor: Actor) -> N
 
 
 async def deadline_picked(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor) -> None:
-    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), [_cancel_button()])  # type: ignore[union-attr]
+    extra = _deadline_extra((await state.get_data()).get("deadline_for", ""))
+    moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), extra)  # type: ignore[union-attr]
     if moment is not None:
         await query.answer()
         await _deadline_chosen(query.message, state, moment)  # type: ignore[arg-type]
@@ -533,7 +597,7 @@ async def _deadline_chosen(message: Message, state: FSMContext, moment: datetime
         await state.set_data(data)
         await state.set_state(PostForm.options)
         text, markup = _options_view(data)
-    await message.answer(text, reply_markup=markup)
+    await message.answer(text, reply_markup=await dialogs.mark(state, markup))
 
 
 def draft_post(data: dict[str, Any], actor: Actor) -> Post:
@@ -579,7 +643,7 @@ async def preview(query: CallbackQuery, state: FSMContext, actor: Actor, repo: R
             "It is long, so it goes out as {n} consecutive messages; the buttons are on the last.",
             len(methods)).format(n=len(methods)))
     note = "" if people else "\n" + _("Nobody is in this audience yet: the post will reach people who join later only through /schedule and /events.")
-    await query.message.answer(_("Send it?") + note, reply_markup=_confirm_markup(len(people)))  # type: ignore[union-attr]
+    await query.message.answer(_("Send it?") + note, reply_markup=await dialogs.mark(state, _confirm_markup(len(people))))  # type: ignore[union-attr]
 
 
 def _confirm_markup(recipients: int) -> InlineKeyboardMarkup:
@@ -589,9 +653,8 @@ def _confirm_markup(recipients: int) -> InlineKeyboardMarkup:
         callback_data=ComposeCb(action="send"),
     )
     kb.button(text=_("🕒 Send later"), callback_data=ComposeCb(action="later"))
-    kb.button(text=_("✖️ Cancel"), callback_data=ComposeCb(action="cancel"))
     kb.adjust(1)
-    return kb.as_markup()
+    return _back_markup("options", kb.as_markup())
 
 
 async def draft_refusal(data: dict[str, Any], actor: Actor, repo: Repo) -> str | None:
@@ -651,12 +714,13 @@ async def ask_later(query: CallbackQuery, state: FSMContext, actor: Actor) -> No
         moment = datetime(tomorrow.year, tomorrow.month, tomorrow.day, hour, 0, tzinfo=zone)
         quick.append(InlineKeyboardButton(text=_("Tomorrow at {time}").format(time=f"{hour:02d}:00"),
                                           callback_data=ComposeCb(action="at", value=str(int(moment.timestamp()))).pack()))
-    markup = when.days_markup(actor.org.timezone, utcnow(), [_cancel_button()])  # type: ignore[union-attr]
+    markup = when.days_markup(actor.org.timezone, utcnow(), _back_row("confirm"))  # type: ignore[union-attr]
     markup.inline_keyboard.insert(0, quick)
     await state.set_state(PostForm.send_at)
     await state.update_data({when.PICK_DAY: None})
     await query.answer()
-    await query.message.edit_text(_("When should it go out?") + " " + when.typing_hint(), reply_markup=markup)  # type: ignore[union-attr]
+    await query.message.edit_text(_("When should it go out?") + " " + when.typing_hint(),  # type: ignore[union-attr]
+                                  reply_markup=await dialogs.mark(state, markup))
 
 
 async def later_chosen(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -676,7 +740,7 @@ async def later_typed(message: Message, state: FSMContext, actor: Actor, repo: R
 
 
 async def later_picked(query: CallbackQuery, callback_data: WhenCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
-    extra = [_cancel_button()]
+    extra = _back_row("confirm")
     moment = await when.pressed(query, callback_data, state, actor.org.timezone, utcnow(), extra)  # type: ignore[union-attr]
     if moment is not None:
         await _schedule(query.message, query, state, actor, repo, moment)  # type: ignore[arg-type]
@@ -722,11 +786,61 @@ async def _schedule(
         await message.answer(text)
 
 
+# The steps of each kind of post, in order: ◀️ Back goes to an earlier one.
+STEPS = {
+    PostKind.EVENT: ("kind", "audience", "content", "event_at", "place", "options", "confirm", "send_at"),
+    PostKind.POLL: ("kind", "audience", "content", "poll_options", "poll_settings", "options", "confirm", "send_at"),
+}
+PLAIN_STEPS = ("kind", "audience", "content", "options", "confirm", "send_at")
+
+
+async def back(query: CallbackQuery, callback_data: ComposeCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
+    """Back to an earlier step of this post, with everything entered so far kept."""
+    data = await state.get_data()
+    steps = STEPS.get(PostKind(data["kind"]), PLAIN_STEPS) if data.get("kind") else ("kind",)
+    now = (await state.get_state() or "").rpartition(":")[2]
+    if now == "deadline":  # a deadline's calendar was opened from its step: back to that step too
+        opened_from = "poll_settings" if data.get("deadline_for") == "poll" else "options"
+        earlier = steps[:steps.index(opened_from) + 1] if opened_from in steps else ()
+    else:
+        earlier = steps[:steps.index(now)] if now in steps else ()
+    target = callback_data.value
+    if target not in earlier:
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
+        return
+    await state.set_state(getattr(PostForm, target))
+    data[when.PICK_DAY] = None
+    await state.set_data(data)
+    await query.answer()
+    if target == "kind":
+        text, markup = _("<b>New post.</b> What is it? (/cancel stops at any step)"), _kind_markup()
+    elif target == "audience":
+        text, markup = await _audience_view(actor, repo, data)
+    elif target == "content":
+        text, markup = _content_prompt(data), _back_markup("audience")
+    elif target == "event_at":
+        text, markup = _("When is it?") + " " + when.typing_hint(), _event_at_markup(actor)
+    elif target == "place":
+        text, markup = _place_prompt(), _place_markup()
+    elif target == "poll_options":
+        text, markup = _("Send the answers, one per line (2 to 10)."), _back_markup("content")
+    elif target == "poll_settings":
+        text, markup = _poll_view(data)
+    elif target == "options":
+        text, markup = _options_view(data)
+    else:  # confirm
+        text, markup = _("Send it?"), _confirm_markup(data.get("recipients", 0))
+    await query.message.edit_text(text, reply_markup=await dialogs.mark(state, markup))  # type: ignore[union-attr]
+
+
 async def cancel(query: CallbackQuery, state: FSMContext) -> None:
     await state.clear()
     await query.answer()
     await query.message.edit_text(_("Cancelled. Nothing was sent."))  # type: ignore[union-attr]
 
 
-async def stale(query: CallbackQuery) -> None:
+async def stale(query: CallbackQuery, raw_state: str | None = None) -> None:
+    if dialogs.earlier_step(raw_state, PostForm):
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
+        return
     await query.answer(_("This post is already sent or cancelled. Send /post to start a new one."), show_alert=True)

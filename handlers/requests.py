@@ -12,7 +12,7 @@ from aiogram.methods import SendMessage
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.onboarding import class_list_match
@@ -72,13 +72,17 @@ async def ask_start(query: CallbackQuery, state: FSMContext, actor: Actor) -> No
     if not roles:
         await query.answer(_("This bot is not set up yet."), show_alert=True)
         return
-    await state.clear()
-    await state.set_state(AskForm.role)
+    token = await dialogs.begin(state, AskForm.role)
     await query.answer()
     await query.message.answer(  # type: ignore[union-attr]
         _("<b>Request to join.</b> Who are you?"),
-        reply_markup=roles_keyboard(roles, AskCb, action="role"),
+        reply_markup=dialogs.stamp(_with_cancel(roles_keyboard(roles, AskCb, action="role")), token),
     )
+
+
+def _with_cancel(markup: InlineKeyboardMarkup | None = None) -> InlineKeyboardMarkup:
+    cancel = InlineKeyboardButton(text=_("✖️ Cancel"), callback_data=AskCb(action="cancel").pack())
+    return InlineKeyboardMarkup(inline_keyboard=[*(markup.inline_keyboard if markup else []), [cancel]])
 
 
 async def ask_role(query: CallbackQuery, callback_data: AskCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -96,7 +100,7 @@ async def ask_role(query: CallbackQuery, callback_data: AskCb, state: FSMContext
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
         _("<b>Request to join</b> as {role}. Which group?").format(role=role_name(callback_data.role)),
-        reply_markup=groups_keyboard(groups, AskCb, action="group"),
+        reply_markup=await dialogs.mark(state, _with_cancel(groups_keyboard(groups, AskCb, action="group"))),
     )
 
 
@@ -126,7 +130,8 @@ async def ask_group(query: CallbackQuery, callback_data: AskCb, state: FSMContex
     await query.message.edit_text(  # type: ignore[union-attr]
         _("<b>Request to join</b> {group} as {role}.\n\nPlease send your full name.").format(
             group=q(group.title), role=role_name(role)
-        )
+        ),
+        reply_markup=await dialogs.mark(state, _with_cancel()),
     )
 
 
@@ -140,7 +145,8 @@ async def got_name(message: Message, state: FSMContext, actor: Actor, repo: Repo
     await state.update_data(full_name=name)
     if (await state.get_data())["role"] == Role.PARENT:
         await state.set_state(AskForm.child)
-        await message.answer(_("Thank you. Now send your child's full name (for example: Иванов Пётр)."))
+        await message.answer(_("Thank you. Now send your child's full name (for example: Иванов Пётр)."),
+                             reply_markup=await dialogs.mark(state, _with_cancel()))
         return
     await _ask_confirm(message, state, actor, repo)
 
@@ -173,7 +179,8 @@ async def _ask_confirm(message: Message, state: FSMContext, actor: Actor, repo: 
         lines.append(_("Child: {name}").format(name=q(data["child_name"])))
     await message.answer(
         "\n".join(lines),
-        reply_markup=confirm_keyboard(AskCb(action="confirm"), AskCb(action="cancel"), yes_text=_("📨 Send request")),
+        reply_markup=await dialogs.mark(state, confirm_keyboard(AskCb(action="confirm"), AskCb(action="cancel"),
+                                                                yes_text=_("📨 Send request"))),
     )
 
 
@@ -280,7 +287,10 @@ async def ask_cancel(query: CallbackQuery, state: FSMContext) -> None:
     await query.message.edit_text(_("Cancelled. Nothing was changed."))  # type: ignore[union-attr]
 
 
-async def ask_stale(query: CallbackQuery) -> None:
+async def ask_stale(query: CallbackQuery, raw_state: str | None = None) -> None:
+    if dialogs.earlier_step(raw_state, AskForm):
+        await query.answer(dialogs.earlier_step_text(), show_alert=True)
+        return
     await query.answer(_("This dialog is already finished. Send /start to begin again."), show_alert=True)
 
 

@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.retention import AUDIT_MONTHS
 from bot.timeline import parse_hhmm
@@ -144,9 +144,10 @@ async def set_digest(query: CallbackQuery, callback_data: SettingsCb, actor: Act
 
 
 async def ask_digest(query: CallbackQuery, state: FSMContext) -> None:
-    await state.set_state(TimeForm.digest)
+    token = await dialogs.begin(state, TimeForm.digest)
     await query.answer()
-    await query.message.answer(_("Send the time for your daily digest, like <code>19:30</code>."))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the time for your daily digest, like <code>19:30</code>."),  # type: ignore[union-attr]
+                               reply_markup=dialogs.stamp(dialogs.cancel_markup(), token))
 
 
 async def got_digest(message: Message, state: FSMContext, actor: Actor) -> None:
@@ -221,9 +222,10 @@ async def set_quiet(query: CallbackQuery, callback_data: SettingsCb, actor: Acto
 async def ask_quiet(query: CallbackQuery, state: FSMContext, actor: Actor) -> None:
     if not await _admin(query, actor):
         return
-    await state.set_state(QuietForm.typed)
+    token = await dialogs.begin(state, QuietForm.typed)
     await query.answer()
-    await query.message.answer(_("Send the quiet hours like <code>21:30-07:30</code>, or <code>off</code>."))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the quiet hours like <code>21:30-07:30</code>, or <code>off</code>."),  # type: ignore[union-attr]
+                               reply_markup=dialogs.stamp(dialogs.cancel_markup(), token))
 
 
 async def got_quiet(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:

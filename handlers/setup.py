@@ -16,7 +16,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.menus import enqueue_menu
 from bot.settings import Settings
@@ -72,7 +72,9 @@ async def got_name(message: Message, state: FSMContext, actor: Actor) -> None:
         return
     await state.update_data(name=name)
     await state.set_state(SetupForm.kind)
-    await message.answer(_("<b>2/4.</b> What kind of organisation is it?"), reply_markup=org_kind_keyboard())
+    token = await dialogs.ensure(state)  # the first start's dialog begins in /start, without buttons
+    await message.answer(_("<b>2/4.</b> What kind of organisation is it?"),
+                         reply_markup=dialogs.stamp(dialogs.with_cancel(org_kind_keyboard()), token))
 
 
 async def got_kind(query: CallbackQuery, callback_data: SetupCb, state: FSMContext, settings: Settings) -> None:
@@ -90,7 +92,8 @@ async def got_kind(query: CallbackQuery, callback_data: SetupCb, state: FSMConte
             "<b>3/4.</b> Which time zone is it in? Send its name, like <code>Asia/Yekaterinburg</code>, "
             "or keep {zone}."
         ).format(zone=settings.timezone),
-        reply_markup=single_button(_("Keep {zone}").format(zone=settings.timezone), SetupCb(action="tz_default")),
+        reply_markup=await dialogs.mark(state, dialogs.with_cancel(
+            single_button(_("Keep {zone}").format(zone=settings.timezone), SetupCb(action="tz_default")))),
     )
 
 
@@ -119,7 +122,7 @@ async def _ask_contact(message: Message, state: FSMContext, zone: str) -> None:
             "Time zone: {zone}.\n\n<b>4/4.</b> Who should people contact for help? "
             "Send a phone, an e-mail or @username — /help will show it."
         ).format(zone=zone),
-        reply_markup=single_button(_("Skip"), SetupCb(action="no_contact")),
+        reply_markup=await dialogs.mark(state, dialogs.with_cancel(single_button(_("Skip"), SetupCb(action="no_contact")))),
     )
 
 
@@ -241,12 +244,11 @@ async def new_org(query: CallbackQuery, actor: Actor, state: FSMContext) -> None
         await query.answer(rights.REFUSED + _("Only the platform's administrators (ADMIN_IDS) add organisations."), show_alert=True)
         return
     await query.answer()
-    await state.clear()
-    await state.set_state(SetupForm.name)
-    await state.update_data(another=True)
+    token = await dialogs.begin(state, SetupForm.name, another=True)
     await query.message.edit_text(  # type: ignore[union-attr]
         _(
             "A new organisation — four short steps, /cancel stops at any time.\n\n"
             "<b>1/4.</b> What is it called? For example: Школа № 2"
-        )
+        ),
+        reply_markup=dialogs.stamp(dialogs.cancel_markup(), token),
     )

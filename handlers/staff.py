@@ -16,7 +16,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.menus import section_commands
@@ -280,10 +280,11 @@ async def ask_rename(query: CallbackQuery, callback_data: MemberCb, state: FSMCo
     found = await _member(query, callback_data, actor, repo)
     if found is None:
         return
-    await state.set_state(MemberForm.name)
-    await state.update_data(person_id=callback_data.person_id, group_id=callback_data.group_id)
+    token = await dialogs.begin(state, MemberForm.name, person_id=callback_data.person_id,
+                                group_id=callback_data.group_id)
     await query.answer()
-    await query.message.answer(_("Send the correct full name of {name}.").format(name=q(found[0].person.display_name)))  # type: ignore[union-attr]
+    await query.message.answer(_("Send the correct full name of {name}.").format(name=q(found[0].person.display_name)),  # type: ignore[union-attr]
+                               reply_markup=dialogs.stamp(dialogs.cancel_markup(), token))
 
 
 async def got_name(message: Message, state: FSMContext, actor: Actor, repo: Repo) -> None:

@@ -12,7 +12,7 @@ from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import rights
+from bot import dialogs, rights
 from bot.actor import Actor
 from bot.timeline import parse_hhmm, plan_weekly
 from handlers.filters import TEXT_INPUT
@@ -25,6 +25,7 @@ REMIND_CHOICES = (0, 15, 30, 60, 120)
 
 
 class WeeklyForm(StatesGroup):
+    group = State()
     title = State()
     time = State()
 
@@ -92,9 +93,10 @@ async def new_item(query: CallbackQuery, state: FSMContext, actor: Actor, repo: 
     for group in await postable_groups(actor, repo):
         kb.button(text=group.title, callback_data=WeeklyCb(action="group", value=group.id))
     kb.adjust(2)
-    await state.clear()
+    token = await dialogs.begin(state, WeeklyForm.group)
     await query.answer()
-    await query.message.answer(_("<b>New weekly item.</b> For which group?"), reply_markup=kb.as_markup())  # type: ignore[union-attr]
+    await query.message.answer(_("<b>New weekly item.</b> For which group?"),  # type: ignore[union-attr]
+                               reply_markup=dialogs.stamp(dialogs.with_cancel(kb.as_markup()), token))
 
 
 async def chose_group(query: CallbackQuery, callback_data: WeeklyCb, state: FSMContext, actor: Actor, repo: Repo) -> None:
@@ -103,7 +105,8 @@ async def chose_group(query: CallbackQuery, callback_data: WeeklyCb, state: FSMC
     await state.set_state(WeeklyForm.title)
     await state.update_data(group_id=callback_data.value)
     await query.answer()
-    await query.message.edit_text(_("What is it? For example: Бассейн. (/cancel stops)"))  # type: ignore[union-attr]
+    await query.message.edit_text(_("What is it? For example: Бассейн. (/cancel stops)"),  # type: ignore[union-attr]
+                                  reply_markup=await dialogs.mark(state, dialogs.cancel_markup()))
 
 
 async def got_title(message: Message, state: FSMContext) -> None:
@@ -116,7 +119,7 @@ async def got_title(message: Message, state: FSMContext) -> None:
     for day in range(7):
         kb.button(text=weekday_name(day), callback_data=WeeklyCb(action="day", value=day))
     kb.adjust(4, 3)
-    await message.answer(_("On which day of the week?"), reply_markup=kb.as_markup())
+    await message.answer(_("On which day of the week?"), reply_markup=await dialogs.mark(state, dialogs.with_cancel(kb.as_markup())))
 
 
 async def chose_day(query: CallbackQuery, callback_data: WeeklyCb, state: FSMContext) -> None:
@@ -128,7 +131,8 @@ async def chose_day(query: CallbackQuery, callback_data: WeeklyCb, state: FSMCon
     await state.set_state(WeeklyForm.time)
     await query.answer()
     await query.message.edit_text(  # type: ignore[union-attr]
-        _("{day}. At what time? Send it like <code>10:00</code>.").format(day=weekday_name(callback_data.value))
+        _("{day}. At what time? Send it like <code>10:00</code>.").format(day=weekday_name(callback_data.value)),
+        reply_markup=await dialogs.mark(state, dialogs.cancel_markup()),
     )
 
 
@@ -143,7 +147,8 @@ async def got_time(message: Message, state: FSMContext) -> None:
         label = _("No reminder") if not minutes else _("Remind {n} min before").format(n=minutes)
         kb.button(text=label, callback_data=WeeklyCb(action="remind", value=minutes))
     kb.adjust(1, 2, 2)
-    await message.answer(_("Remind the families before each time?"), reply_markup=kb.as_markup())
+    await message.answer(_("Remind the families before each time?"),
+                         reply_markup=await dialogs.mark(state, dialogs.with_cancel(kb.as_markup())))
 
 
 async def chose_remind(query: CallbackQuery, callback_data: WeeklyCb, state: FSMContext, actor: Actor, repo: Repo) -> None:

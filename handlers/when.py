@@ -17,7 +17,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from bot import dates
+from bot import dates, dialogs
 from handlers.texts import is_number
 
 DAYS = 7
@@ -81,7 +81,7 @@ async def pressed(
     if callback_data.step == "days":
         await state.update_data({PICK_DAY: None})
         await query.answer()
-        await query.message.edit_text(typing_hint(), reply_markup=days_markup(zone_name, now, extra))  # type: ignore[union-attr]
+        await query.message.edit_text(typing_hint(), reply_markup=await dialogs.mark(state, days_markup(zone_name, now, extra)))  # type: ignore[union-attr]
         return None
     if callback_data.step == "day":
         today = _today(zone_name, now)
@@ -97,7 +97,7 @@ async def pressed(
         await query.message.edit_text(  # type: ignore[union-attr]
             _("<b>{day}</b>. At what time? Choose, or type it like <code>18:30</code>.").format(
                 day=dates.day_label(day, today=today)),
-            reply_markup=times_markup(extra),
+            reply_markup=await dialogs.mark(state, times_markup(extra)),
         )
         return None
     day = await chosen_day(state)

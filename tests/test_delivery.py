@@ -359,17 +359,23 @@ class BotProcess:
                       contains: str | None = None) -> StoredMessage:
         def found() -> StoredMessage | None:
             hits = [m for m in self.tg.bot_messages(chat) if m.message_id > after
-                    and (button is None or button in m.callback_data)
+                    and (button is None or button in own_data(m))
                     and (contains is None or m.matches(contains))]
             return hits[-1] if hits else None
 
         return await self.until(found, f"a message in {chat} after #{after} (button {button!r}, {contains!r})")
 
     async def press(self, chat: int, msg: StoredMessage, data: str) -> None:
-        await self.message(chat, after=msg.message_id - 1, button=data)  # the button is there now
+        now = await self.message(chat, after=msg.message_id - 1, button=data)  # the button is there now
+        data = next(d for d in now.callback_data if d.split("#")[0] == data)  # with its dialog's token
         qid = await self.tg.press_button(chat, msg.message_id, data)
         answer = await self.until(lambda: self.tg.callback_answer(qid), f"the answer to {data!r}")
         assert not answer.show_alert, (data, answer.text)
+
+
+def own_data(message: StoredMessage) -> list[str]:
+    """The message's buttons' data, without the dialog token a wizard's buttons carry (bot/dialogs.py)."""
+    return [d.split("#")[0] for d in message.callback_data]
 
 
 def clean_env(**settings: str) -> dict[str, str]:
