@@ -8,6 +8,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 from aiogram.utils.i18n import gettext as _
 
+from bot import dialogs
 from bot.actor import Actor
 from bot.i18n import in_locale
 from bot.menus import commands_for, enqueue_menu, section_titles, sections
@@ -79,13 +80,14 @@ async def start(
     org = actor.addressed_org
     if org is None:
         if actor.is_config_admin:
-            await state.set_state(SetupForm.name)
+            token = await dialogs.begin(state, SetupForm.name)
             await message.answer(
                 _(
                     "Hello! Let us set up your organisation — it takes four short steps, "
                     "/cancel stops at any time.\n\n<b>1/4.</b> What is the organisation called? "
                     "For example: Детский сад № 1 «Солнышко»"
-                )
+                ),
+                reply_markup=dialogs.stamp(dialogs.cancel_markup(), token),
             )
         else:
             await message.answer(

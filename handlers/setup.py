@@ -72,7 +72,7 @@ async def got_name(message: Message, state: FSMContext, actor: Actor) -> None:
         return
     await state.update_data(name=name)
     await state.set_state(SetupForm.kind)
-    token = await dialogs.ensure(state)  # the first start's dialog begins in /start, without buttons
+    token = await dialogs.ensure(state)  # the dialog began in /start (or in "New organisation")
     await message.answer(_("<b>2/4.</b> What kind of organisation is it?"),
                          reply_markup=dialogs.stamp(dialogs.with_cancel(org_kind_keyboard()), token))
 

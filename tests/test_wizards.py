@@ -504,3 +504,13 @@ async def test_a_newcomer_typing_a_code_without_join_is_joining(app: Harness) ->
     await app.press(newcomer, "lang:en")
     calls = await app.send(newcomer, code.lower()[:5] + " " + code.lower()[5:])  # as typed off a slip
     assert "Invitation to <b>5А</b>" in last(calls).text
+
+
+async def test_the_first_start_s_set_up_has_cancel_from_its_first_step(app: Harness) -> None:
+    """The platform's administrator's very first /start begins the set-up with a Cancel too."""
+    await app.press(ADMIN, "lang:en")
+    walk = stepper(app, ADMIN, [("send", "/start"), ("send", "Школа № 1"), ("press", "setup:kind:school"),
+                                ("send", "Europe/Moscow")])
+    await cancel_on_each_step(app, ADMIN, walk, 4)
+    async with app.session_maker() as s:
+        assert (await s.scalars(select(models.Organisation))).all() == []
