@@ -98,7 +98,7 @@ def _refusal(actor: Actor) -> str | None:
     if actor.is_admin or actor.teaching_group_ids():
         return None
     if actor.awaiting_verification:
-        return _("You are waiting for an administrator to verify you. Until then you cannot invite.")
+        return rights.REFUSED + _("You are waiting for an administrator to verify you. Until then you cannot invite.")
     return rights.REFUSED + _("Only administrators and verified teachers can create invitations.")
 
 
