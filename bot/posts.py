@@ -127,6 +127,12 @@ def body(post: Post, org: Organisation, author_name: str, audience: str) -> str:
     return "\n\n".join(lines)
 
 
+def copy_text(post: Post, org: Organisation, author_name: str, audience: str, prefix: str | None = None) -> str:
+    """The whole text of one copy: a reminder's line (if any) above the body."""
+    text = body(post, org, author_name, audience)
+    return prefix + "\n\n" + text if prefix else text
+
+
 def keyboard(post: Post, chosen: Iterable[int] = (), acknowledged: bool = False) -> InlineKeyboardMarkup | None:
     """A recipient's buttons, in the current locale."""
     if post.state == PostState.WITHDRAWN:
@@ -249,9 +255,7 @@ async def broadcast(
         locale = person.locale or default_locale
         if locale not in rendered:
             with in_locale(locale):
-                text = body(post, org, author_name, audience)
-                if prefix is not None:
-                    text = prefix() + "\n\n" + text
+                text = copy_text(post, org, author_name, audience, prefix() if prefix is not None else None)
                 markup = keyboard(post)
             # One payload for every reader of a language; the row carries the chat.
             methods = copy_methods(post, 0, text, markup)
@@ -357,6 +361,8 @@ async def notify(
 
 
 COPY_TOPICS = ("post", "post_renotify", "event_reminder")
+# Copies sent with a line of their own above the post (bot.scheduler, «🔔 Remind them»).
+REMINDER_TOPICS = ("post_renotify", "event_reminder")
 
 
 async def copies_with_parts(repo: Repo, post_id: int) -> list[tuple[Delivery, list[Delivery]]]:
@@ -380,6 +386,28 @@ def _edit_of_row(row: Delivery, text: str, markup: InlineKeyboardMarkup | None) 
     return EditMessageCaption(chat_id=row.chat_id, message_id=0, caption=text, reply_markup=markup)
 
 
+def _shown(payload: str) -> tuple[str, Any]:
+    """The text (or caption) and the buttons a message was sent or edited with."""
+    data = json.loads(payload)
+    return data.get("text") or data.get("caption") or "", data.get("reply_markup")
+
+
+def _markup_json(markup: InlineKeyboardMarkup | None) -> Any:
+    """Buttons as they are stored in a payload, so the two can be compared."""
+    return json.loads(dump_method(EditMessageText(text="", reply_markup=markup))).get("reply_markup")
+
+
+def sent_prefix(copy: Delivery, first: Delivery) -> str | None:
+    """A reminder's line, as its copy was sent: the first paragraph of its first
+    message (the line is one paragraph, in the reader's language). It stays
+    what it said when it arrived — an edit changes the post, not the reminder."""
+    if copy.topic not in REMINDER_TOPICS:
+        return None
+    text, _markup = _shown(first.payload)
+    line = text.split("\n\n", 1)[0]
+    return line or None
+
+
 def part_counts(post: Post, org: Organisation, author_name: str, audience: str) -> set[int]:
     """How many messages a copy takes, in each language."""
     counts = set()
@@ -392,23 +420,30 @@ def part_counts(post: Post, org: Organisation, author_name: str, audience: str) 
 async def follow_edit(
     repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str
 ) -> int:
-    """Every copy shows the post as it is now: sent copies are edited (every
-    message of a long one), pending ones rewritten before they go out. Returns
-    how many chats (families, people) were touched: a re-notified family's two
-    copies count once."""
-    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
-    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
+    """Every copy shows the post as it is now, and keeps what is its own: the
+    reader's acknowledgement and chosen options (the buttons the ack and vote
+    handlers draw), a reminder's line. Sent copies are edited (every message of
+    a long one that changes — none that would show the same), pending ones
+    rewritten before they go out. Returns how many chats (families, people)
+    were touched: a re-notified family's two copies count once."""
+    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id)
+              if c.status in (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.SENDING)]
+    person_ids = {c.person_id for c, _p in copies if c.person_id}
+    people = {p.id: p for p in await repo.people_by_ids(person_ids)}
+    acknowledged = await repo.acknowledged_among(post.id, person_ids) if post.ask_ack else set()
+    votes = await repo.votes_among(post.id, person_ids) if post.kind == PostKind.POLL else {}
+    shown = await repo.latest_edits((row.id for c, parts in copies for row in (*parts, c)), "post_edit")
     touched: set[int] = set()
     for copy, parts in copies:
         person = people.get(copy.person_id or 0)
         locale = (person.locale if person else None) or default_locale
-        with in_locale(locale):
-            text = body(post, org, author_name, audience)
-            markup = keyboard(post)
-        if copy.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.SENDING):
-            continue
-        new = [m for m in copy_methods(post, copy.chat_id, text, markup) if not isinstance(m, SendMediaGroup)]
         old = [p for p in parts if p.method != "sendMediaGroup"] + [copy]
+        chosen = votes.get(copy.person_id or 0, set())
+        acked = (copy.person_id or 0) in acknowledged
+        with in_locale(locale):
+            text = copy_text(post, org, author_name, audience, sent_prefix(copy, old[0]))
+            markup = keyboard(post, chosen, acked)
+        new = [m for m in copy_methods(post, copy.chat_id, text, markup) if not isinstance(m, SendMediaGroup)]
         if len(new) > len(old):
             # Only a change of a line or two gets here (the author's own edits are
             # checked first): the copy keeps its number of messages.
@@ -420,7 +455,15 @@ async def follow_edit(
                 row.payload = dump_method(method)
             elif row.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
                 value = getattr(method, "text", None) or getattr(method, "caption", None) or ""
-                enqueue(repo, row.chat_id, _edit_of_row(row, value, getattr(method, "reply_markup", None)),
+                buttons = getattr(method, "reply_markup", None)
+                was_text, was_buttons = _shown((shown.get(row.id) or row).payload)
+                # The ack and vote handlers redraw the pressed copy's buttons themselves
+                # (their own answer, not a row here): for a reader who pressed, the
+                # buttons it shows are the ones drawn now.
+                pressed = row is copy and (acked or bool(chosen))
+                if was_text == value and (pressed or was_buttons == _markup_json(buttons)):
+                    continue  # Telegram would say "message is not modified": not worth a call
+                enqueue(repo, row.chat_id, _edit_of_row(row, value, buttons),
                         org_id=org.id, org=org, topic="post_edit", ref_id=post.id, edit_of=row)
         for row in old[len(new) - 1: -1]:  # parts the shorter text no longer needs
             if row.status == DeliveryStatus.PENDING:
@@ -436,10 +479,9 @@ async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_
     """Pending copies never go out; sent ones are deleted (every message of
     them), or — where Telegram no longer allows it (older than 48 hours) —
     edited to say so. Returns how many chats the post is withdrawn from."""
-    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
-    await repo.cancel_pending_deliveries("post", post.id)
-    await repo.cancel_pending_deliveries("post_renotify", post.id)
-    await repo.cancel_pending_deliveries(PART, post.id)
+    copies = await copies_with_parts(repo, post.id)
+    for topic in (*COPY_TOPICS, PART):
+        await repo.cancel_pending_deliveries(topic, post.id)
     people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
     touched: set[int] = set()
     for copy, parts in copies:
@@ -475,8 +517,12 @@ async def card(repo: Repo, post: Post, org: Organisation) -> tuple[str, InlineKe
     unreachable = counts.get(DeliveryStatus.UNREACHABLE, 0) + counts.get(DeliveryStatus.FAILED, 0)
     held = counts.get(DeliveryStatus.HELD, 0)
     pending = counts.get(DeliveryStatus.PENDING, 0) + counts.get(DeliveryStatus.SENDING, 0) + held
+    if post.sent_at is None and post.state == PostState.SCHEDULED and post.scheduled_at is not None:
+        head = _("{kind} · scheduled for {when}").format(kind=kind_label(post.kind), when=local(post.scheduled_at, org))
+    else:  # when it went out (a scheduled post: when the scheduler sent it, not when it was written)
+        head = _("{kind} · sent {when}").format(kind=kind_label(post.kind), when=local(post.sent_at or post.created_at, org))
     lines = [
-        _("{kind} · sent {when}").format(kind=kind_label(post.kind), when=local(post.created_at, org)),
+        head,
         html.quote(plain_text(post.text)[:120]),
         "",
         _("Recipients: {total}").format(total=total),
@@ -524,14 +570,32 @@ def plain_text(text: str) -> str:
 
 async def refresh_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
     """The author's card is edited to the current figures; an older pending
-    edit is dropped, so a busy broadcast costs one edit at a time."""
+    edit is dropped, so a busy broadcast costs one edit at a time.
+
+    Refreshes of one card take turns, and each reads its figures only once it
+    has its turn (the post locked on PostgreSQL; on SQLite the first write
+    waits for the one writer): an edit written later never carries older
+    figures, so the outbox's newest edit is the newest truth. A refresh that
+    would show what the card shows already sends nothing."""
     cards = [c for c in await repo.deliveries_about("post_card", post.id) if c.method == "sendMessage"]
     if not cards:
         return
+    await repo.lock_post(post.id)
+    await repo.cancel_pending_deliveries("post_card-edit", post.id)
+    post = await repo.post(post.id) or post  # as it is now, not as it was read before the turn
     with in_locale(author.locale or default_locale):
         text, markup = await card(repo, post, org)
-    await repo.cancel_pending_deliveries("post_card-edit", post.id)
+    shown = await repo.latest_edits((c.id for c in cards), "post_card-edit")
     for c in cards:
+        if c.status == DeliveryStatus.PENDING and await repo.rewrite_pending(
+            c.id, dump_method(SendMessage(chat_id=c.chat_id, text=text, reply_markup=markup))
+        ):
+            continue  # not sent yet: it goes out with these figures
+        if c.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT):
+            continue  # the author cannot be reached
+        was_text, was_buttons = _shown((shown.get(c.id) or c).payload)
+        if was_text == text and was_buttons == _markup_json(markup):
+            continue
         enqueue(repo, c.chat_id, EditMessageText(chat_id=c.chat_id, message_id=0, text=text, reply_markup=markup),
                 org_id=org.id, org=org, topic="post_card-edit", ref_id=post.id, edit_of=c)
 
