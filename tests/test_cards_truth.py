@@ -147,6 +147,25 @@ async def test_an_edit_reaches_an_event_reminder_and_keeps_its_line(app: Harness
     assert sorted(e.text.startswith("⏰ Reminder: it starts in 1 day.\n\n") for e in edited) == [False, True]
 
 
+async def test_withdrawing_an_event_takes_its_reminders_back_too(app: Harness) -> None:
+    from aiogram.methods import DeleteMessage
+
+    from tests.flows import to_english
+
+    a, _b = await school(app)
+    await post_event(app, a, "15.01.2099 18:30")
+    post = await the_post(app)
+    event = msk(2099, 1, 15, 18, 30)
+    assert await app.scheduler.run_due(event - timedelta(days=1) + timedelta(seconds=2)) == 1
+    assert len(reminder_copies(await app.flush())) == 3
+    await to_english(app, TEACHER)
+    calls = await app.press(TEACHER, f"pc:withdraw_yes:{post.id}")
+    assert "Withdrawn from 3 chats." in texts(calls), texts(calls)  # chats, not messages
+    deleted = [d.chat_id for d in only(await app.flush(), DeleteMessage)]
+    # The post and its reminder, in each chat: a withdrawn event leaves no «it starts in 1 day» behind.
+    assert sorted(deleted) == sorted([P1.id, P1.id, P2.id, P2.id, STUDENT.id, STUDENT.id]), deleted
+
+
 # -- 2. "sent" is when it was sent --------------------------------------------------------------
 
 
