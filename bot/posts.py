@@ -405,7 +405,8 @@ def sent_prefix(copy: Delivery, first: Delivery) -> str | None:
         return None
     text, _markup = _shown(first.payload)
     line = text.split("\n\n", 1)[0]
-    return line or None
+    # The post's own first line is its bold heading: then the copy went out without a line of its own.
+    return line if line and not line.startswith("<b>") else None
 
 
 def part_counts(post: Post, org: Organisation, author_name: str, audience: str) -> set[int]:

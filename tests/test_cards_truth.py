@@ -132,6 +132,33 @@ async def test_an_edit_keeps_the_reminder_line_of_a_reminded_copy(app: Harness) 
     assert all(buttons(e) == ["👌 Ознакомлен(а)"] for e in edited)
 
 
+async def test_an_edit_keeps_the_line_of_the_schedulers_reminder_to_acknowledge(app: Harness) -> None:
+    a, _b = await school(app)
+    await app.send(TEACHER, "/post")
+    await app.press(TEACHER, "cmp:kind:announcement")
+    await app.press(TEACHER, f"cmp:group:{a}")
+    await app.press(TEACHER, "cmp:next:")
+    await app.send(TEACHER, "Подпишите согласие")
+    await app.press(TEACHER, "cmp:ack:")
+    await app.press(TEACHER, "cmp:ack_days:")  # within 1 day: a reminder before the deadline
+    await app.press(TEACHER, "cmp:preview:")
+    await app.press(TEACHER, "cmp:send:")
+    await app.flush()
+    post = await the_post(app)
+    async with app.session_maker() as s:
+        from storage.models import DueItem
+
+        reminder = (await s.scalars(select(DueItem).where(DueItem.kind == "ack_reminder"))).one()
+    assert await app.scheduler.run_due(reminder.due_at) == 1
+    [line] = {c.text.split("\n\n")[0] for c in copies_to(await app.flush(), P1.id)}
+    assert line.startswith("🔔 Please acknowledge this message by "), line
+    await edit(app, post, "Подпишите согласие до пятницы")
+    edited = edits_to(await app.flush(), P1.id)
+    assert len(edited) == 2 and all("до пятницы" in e.text for e in edited)
+    assert sorted(e.text.startswith(line + "\n\n") for e in edited) == [False, True]
+    assert all(buttons(e) == ["👌 Acknowledge"] for e in edited)
+
+
 async def test_an_edit_reaches_an_event_reminder_and_keeps_its_line(app: Harness) -> None:
     a, _b = await school(app)
     await post_event(app, a, "15.01.2099 18:30")
