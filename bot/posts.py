@@ -397,12 +397,17 @@ def _markup_json(markup: InlineKeyboardMarkup | None) -> Any:
     return json.loads(dump_method(EditMessageText(text="", reply_markup=markup))).get("reply_markup")
 
 
-def sent_prefix(copy: Delivery, first: Delivery) -> str | None:
-    """A reminder's line, as its copy was sent: the first paragraph of its first
-    message (the line is one paragraph, in the reader's language). It stays
-    what it said when it arrived — an edit changes the post, not the reminder."""
+def sent_prefix(copy: Delivery, first: Delivery, *, event_moved: bool = False) -> str | None:
+    """A reminder's line, as its copy shows it: the first paragraph of its first
+    message (`first`: that message or its latest edit; the line is one
+    paragraph, in the reader's language). It stays
+    what it said when it arrived — an edit changes the post, not the reminder;
+    but an event's «it starts in 2 hours» is no longer true once the event has
+    moved (its new reminders are planned), and says so instead. In the current locale."""
     if copy.topic not in REMINDER_TOPICS:
         return None
+    if event_moved and copy.topic == "event_reminder":
+        return _("⏰ Reminder: the time has changed.")
     text, _markup = _shown(first.payload)
     line = text.split("\n\n", 1)[0]
     # The post's own first line is its bold heading: then the copy went out without a line of its own.
@@ -419,7 +424,8 @@ def part_counts(post: Post, org: Organisation, author_name: str, audience: str) 
 
 
 async def follow_edit(
-    repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str
+    repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str,
+    event_moved: bool = False,
 ) -> int:
     """Every copy shows the post as it is now, and keeps what is its own: the
     reader's acknowledgement and chosen options (the buttons the ack and vote
@@ -442,7 +448,8 @@ async def follow_edit(
         chosen = votes.get(copy.person_id or 0, set())
         acked = (copy.person_id or 0) in acknowledged
         with in_locale(locale):
-            text = copy_text(post, org, author_name, audience, sent_prefix(copy, old[0]))
+            prefix = sent_prefix(copy, shown.get(old[0].id) or old[0], event_moved=event_moved)
+            text = copy_text(post, org, author_name, audience, prefix)
             markup = keyboard(post, chosen, acked)
         new = [m for m in copy_methods(post, copy.chat_id, text, markup) if not isinstance(m, SendMediaGroup)]
         if len(new) > len(old):
@@ -569,36 +576,69 @@ def plain_text(text: str) -> str:
     return re.sub(r"<[^>]+>", "", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-async def refresh_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
-    """The author's card is edited to the current figures; an older pending
-    edit is dropped, so a busy broadcast costs one edit at a time.
+CARD_EDIT = "post_card-edit"
 
-    Refreshes of one card take turns, and each reads its figures only once it
-    has its turn (the post locked on PostgreSQL; on SQLite the first write
-    waits for the one writer): an edit written later never carries older
-    figures, so the outbox's newest edit is the newest truth. A refresh that
-    would show what the card shows already sends nothing."""
+
+def _same(payload: str, text: str, markup: InlineKeyboardMarkup | None) -> bool:
+    was_text, was_buttons = _shown(payload)
+    return was_text == text and was_buttons == _markup_json(markup)
+
+
+async def refresh_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
+    """The author's card follows the current figures: one edit at a time (an
+    older pending edit is dropped, so a busy broadcast costs one edit at a
+    time), none when the card shows these figures already.
+
+    The edit's text is drawn again when it is sent (`card_renderer`): figures
+    read here may already be old when a slower transaction commits after a
+    faster one (the progress refresh and an acknowledgement), and the edit that
+    leaves must carry the newest. So an edit is dropped only for another one."""
     cards = [c for c in await repo.deliveries_about("post_card", post.id) if c.method == "sendMessage"]
     if not cards:
         return
-    await repo.lock_post(post.id)
-    await repo.cancel_pending_deliveries("post_card-edit", post.id)
-    post = await repo.post(post.id) or post  # as it is now, not as it was read before the turn
     with in_locale(author.locale or default_locale):
         text, markup = await card(repo, post, org)
-    shown = await repo.latest_edits((c.id for c in cards), "post_card-edit")
+    shown = await repo.latest_edits((c.id for c in cards), CARD_EDIT)
     for c in cards:
+        if c.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT):
+            continue  # the author cannot be reached
         if c.status == DeliveryStatus.PENDING and await repo.rewrite_pending(
             c.id, dump_method(SendMessage(chat_id=c.chat_id, text=text, reply_markup=markup))
         ):
             continue  # not sent yet: it goes out with these figures
-        if c.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT):
-            continue  # the author cannot be reached
-        was_text, was_buttons = _shown((shown.get(c.id) or c).payload)
-        if was_text == text and was_buttons == _markup_json(markup):
-            continue
+        if _same((shown.get(c.id) or c).payload, text, markup):
+            continue  # shown already, or on its way
+        await repo.cancel_pending_edits(c.id, CARD_EDIT)
         enqueue(repo, c.chat_id, EditMessageText(chat_id=c.chat_id, message_id=0, text=text, reply_markup=markup),
-                org_id=org.id, org=org, topic="post_card-edit", ref_id=post.id, edit_of=c)
+                org_id=org.id, org=org, topic=CARD_EDIT, ref_id=post.id, edit_of=c)
+
+
+def card_renderer(session_maker: Any, i18n: Any, default_locale: str):  # type: ignore[no-untyped-def]
+    """For the outbox: an edit of the author's card is drawn with the figures of
+    the moment it is sent, and not sent at all if the card shows them already."""
+
+    async def render(row: Delivery, method: TelegramMethod[Any]) -> TelegramMethod[Any] | None:
+        if row.ref_id is None or row.edit_of_id is None or not isinstance(method, EditMessageText):
+            return method
+        with i18n.context():
+            async with session_maker() as session:
+                repo = Repo(session)
+                post = await repo.post(row.ref_id)
+                if post is None or post.author_id is None:
+                    return method
+                org = await repo.organisation(post.org_id)
+                author = await repo.person(post.author_id)
+                target = await session.get(Delivery, row.edit_of_id)
+                if org is None or author is None or target is None:
+                    return method
+                with in_locale(author.locale or default_locale):
+                    text, markup = await card(repo, post, org)
+                last = (await repo.latest_edits([target.id], CARD_EDIT, sent_only=True)).get(target.id) or target
+                if _same(last.payload, text, markup):
+                    return None
+        return method.model_copy(update={"text": text, "reply_markup": markup})
+
+    return render
 
 
 async def send_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:

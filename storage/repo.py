@@ -726,9 +726,13 @@ class Repo:
             .execution_options(synchronize_session=False)
         )
 
-    async def latest_edits(self, message_ids: Iterable[int], topic: str) -> dict[int, Delivery]:
+    async def latest_edits(self, message_ids: Iterable[int], topic: str, *, sent_only: bool = False
+                           ) -> dict[int, Delivery]:
         """For each message (a delivery row), its newest edit of `topic` that is
-        or will be shown (pending, sending or sent): what the message says now."""
+        or will be shown (pending, sending or sent; or only sent): what the
+        message says now."""
+        statuses = [DeliveryStatus.SENT.value] if sent_only else [
+            DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.SENT.value]
         ids = sorted(set(message_ids))
         latest: dict[int, Delivery] = {}
         for start in range(0, len(ids), 500):
@@ -738,14 +742,23 @@ class Repo:
                     Delivery.edit_of_id.in_(ids[start:start + 500]),
                     Delivery.topic == topic,
                     Delivery.method.in_(["editMessageText", "editMessageCaption"]),
-                    Delivery.status.in_([DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value,
-                                         DeliveryStatus.SENT.value]),
+                    Delivery.status.in_(statuses),
                 )
                 .order_by(Delivery.id)
             )
             for row in rows:
                 latest[row.edit_of_id] = row  # type: ignore[index]
         return latest
+
+    async def cancel_pending_edits(self, message_id: int, topic: str) -> None:
+        """Edits of `topic` of this message (a delivery row) that have not gone out never will."""
+        await self.session.execute(
+            update(Delivery)
+            .where(Delivery.edit_of_id == message_id, Delivery.topic == topic,
+                   Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED.value)
+            .execution_options(synchronize_session=False)
+        )
 
     async def rewrite_pending(self, delivery_id: int, payload: str) -> bool:
         """A row not yet taken by the sender goes out with this payload instead
@@ -854,11 +867,6 @@ class Repo:
         for status, n in folded:
             counts[status] = counts.get(status, 0) + n
         return counts
-
-    async def lock_post(self, post_id: int) -> None:
-        """Until the transaction ends, whoever else locks this post waits (PostgreSQL;
-        SQLite has one writer at a time anyway): one refresh of its card at a time."""
-        await self.session.execute(select(Post.id).where(Post.id == post_id).with_for_update())
 
     async def acknowledged_among(self, post_id: int, person_ids: Iterable[int]) -> set[int]:
         """Which of these people have acknowledged the post."""

@@ -174,6 +174,26 @@ async def test_an_edit_reaches_an_event_reminder_and_keeps_its_line(app: Harness
     assert sorted(e.text.startswith("⏰ Reminder: it starts in 1 day.\n\n") for e in edited) == [False, True]
 
 
+async def test_moving_an_event_does_not_leave_a_reminder_saying_it_starts_soon(app: Harness) -> None:
+    a, _b = await school(app)
+    await post_event(app, a, "15.01.2099 18:30")
+    post = await the_post(app)
+    event = msk(2099, 1, 15, 18, 30)
+    assert await app.scheduler.run_due(event - timedelta(days=1) + timedelta(seconds=2)) == 1
+    await app.flush()
+    await app.press(TEACHER, f"pc:time:{post.id}")
+    await app.send(TEACHER, "22.01.2099 18:30")
+    edited = edits_to(await app.flush(), P1.id)
+    assert len(edited) == 2 and all("Thu, 22 January 2099, 18:30" in e.text for e in edited)
+    post_line, reminder_line = sorted(e.text.split("\n\n")[0] for e in edited)
+    # The post as it is; the reminder still a reminder, but no longer «it starts in 1 day».
+    assert post_line.startswith("<b>📅 Event</b>") and reminder_line == "⏰ Reminder: the time has changed."
+    assert not any("in 1 day" in e.text for e in edited)
+    await edit(app, post, "Новогодний утренник")  # and a later edit of the text keeps that line
+    edited = edits_to(await app.flush(), P1.id)
+    assert sorted(e.text.split("\n\n")[0] for e in edited) == [post_line, reminder_line]
+
+
 async def test_withdrawing_an_event_takes_its_reminders_back_too(app: Harness) -> None:
     from aiogram.methods import DeleteMessage
 
@@ -314,3 +334,35 @@ async def test_an_edit_of_a_long_copy_edits_only_the_message_that_changes(app: H
     [edited] = edits_to(sent, P1.id)
     assert edited.text.rstrip().endswith("18:30") and "Ёлки" in edited.text
     assert STUDENT.id in {c.chat_id for c in only(sent, EditMessageText)}
+
+
+async def test_a_card_edit_is_drawn_when_it_is_sent_and_not_sent_if_it_would_change_nothing(app: Harness) -> None:
+    """Whatever figures an edit of the card was written with, it leaves with those of the moment."""
+    from aiogram.methods import EditMessageText as Edit
+
+    from bot.outbox import enqueue
+
+    a, _b = await school(app)
+    post, sent = await sent_post_with_ack(app, a)
+    shown = edits_to(sent, TEACHER.id)[-1].text
+
+    async def stale_edit(text: str) -> None:
+        async with app.session_maker.begin() as s:
+            repo = Repo(s)
+            [card_row] = await repo.deliveries_about("post_card", post.id)
+            enqueue(repo, TEACHER.id, Edit(chat_id=TEACHER.id, message_id=0, text=text), org_id=post.org_id,
+                    topic="post_card-edit", ref_id=post.id, edit_of=card_row)
+
+    await stale_edit("figures of long ago")
+    assert edits_to(await app.flush(), TEACHER.id) == []  # the card shows the figures already
+    async with app.session_maker.begin() as s:
+        from storage.models import Acknowledgement, Person as PersonRow
+
+        parent = (await s.scalars(select(PersonRow).where(PersonRow.telegram_id == P1.id))).one()
+        s.add(Acknowledgement(org_id=post.org_id, post_id=post.id, person_id=parent.id))
+    await stale_edit(shown)  # written with the old figures
+    [edit_sent] = edits_to(await app.flush(), TEACHER.id)
+    assert "acknowledged: 1" in edit_sent.text and "pc:refresh" in str(edit_sent.reply_markup)
+    async with app.session_maker() as s:
+        rows = (await s.scalars(select(Delivery).where(Delivery.topic == "post_card-edit").order_by(Delivery.id))).all()
+    assert rows[-2].status == "cancelled" and rows[-1].status == "sent" and "acknowledged: 1" in rows[-1].payload
