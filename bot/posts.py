@@ -2,8 +2,11 @@
 many people: rows in the outbox.
 
 Every copy is rendered in its reader's language at the moment it is enqueued
-(or edited); the author's card counts delivered / acknowledged / unreachable /
-pending from the outbox itself, so the figures cannot drift from the truth.
+(or edited, keeping what is its own: the reader's acknowledgement and votes, a
+reminder's line); the author's card counts delivered / acknowledged /
+unreachable / pending from the outbox itself, and an edit of it is drawn when
+it is sent, so the figures cannot drift from the truth. No edit leaves that
+would show what the message shows already.
 """
 
 from __future__ import annotations
