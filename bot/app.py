@@ -32,7 +32,7 @@ from bot.i18n import create_i18n
 from bot.menus import default_menus
 from bot.middlewares import ActorMiddleware, DialogState, Flood, Isolation, LocaleMiddleware, UnitOfWork
 from bot.outbox import Outbox, RedisPacer
-from bot.posts import progress_hook
+from bot.posts import CARD_EDIT, card_renderer, progress_hook
 from bot.retention import Retention
 from bot.scheduler import Scheduler
 from bot.settings import LOCALES, Settings
@@ -127,6 +127,7 @@ async def run(settings: Settings) -> None:
                         lease=timedelta(seconds=settings.sending_lease_seconds),
                         shared=settings.redis_url is not None)
         outbox.on_progress = progress_hook(session_maker, i18n, settings.default_locale, outbox.wake)
+        outbox.renderers[CARD_EDIT] = card_renderer(session_maker, i18n, settings.default_locale)
         scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake, admin_ids=settings.admin_ids,
                               grace=timedelta(hours=settings.grace_hours), worker=name,
                               lease=timedelta(seconds=settings.scheduler_lease_seconds),

@@ -360,6 +360,11 @@ class Outbox:
         # (the author's card follows the delivery).
         self.on_progress: Callable[[set[int]], Awaitable[None]] | None = None
         self._progressed: set[int] = set()
+        # By topic: rows whose text is drawn when they are sent, not when they were
+        # written (the author's card: its figures as they are at that moment).
+        # Given the row and its call, returns the call to make, or None when it
+        # would change nothing.
+        self.renderers: dict[str, Callable[[Delivery, TelegramMethod[Any]], Awaitable[TelegramMethod[Any] | None]]] = {}
         self._progress_pending: set[int] = set()  # recorded, the cards not refreshed yet
         self._progress_at = 0.0
         self._failing_in_row = 0  # server and network errors since the last call that got through
@@ -716,6 +721,11 @@ class Outbox:
                 wait = last + self.per_chat_interval - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+            render = self.renderers.get(row.topic or "")
+            if render is not None:
+                method = await render(row, method)
+                if method is None:
+                    return {"status": DeliveryStatus.CANCELLED.value}
             await self._slots.acquire()
             try:
                 if self.pacer is not None and paced:
@@ -739,6 +749,8 @@ class Outbox:
                 self._slots.release()
             self._failing_in_row = 0
             outcome: dict[str, Any] = {"status": DeliveryStatus.SENT.value, "sent_at": utcnow(), "error": None}
+            if render is not None:
+                outcome["payload"] = dump_method(method)  # what the message shows now
             if isinstance(result, Message):
                 outcome["message_id"] = result.message_id
             elif isinstance(result, list) and result and isinstance(result[0], Message):

@@ -2,8 +2,11 @@
 many people: rows in the outbox.
 
 Every copy is rendered in its reader's language at the moment it is enqueued
-(or edited); the author's card counts delivered / acknowledged / unreachable /
-pending from the outbox itself, so the figures cannot drift from the truth.
+(or edited, keeping what is its own: the reader's acknowledgement and votes, a
+reminder's line); the author's card counts delivered / acknowledged /
+unreachable / pending from the outbox itself, and an edit of it is drawn when
+it is sent, so the figures cannot drift from the truth. No edit leaves that
+would show what the message shows already.
 """
 
 from __future__ import annotations
@@ -125,6 +128,12 @@ def body(post: Post, org: Organisation, author_name: str, audience: str) -> str:
         lines.append(line)
     lines.append(f"— {html.quote(author_name)}")
     return "\n\n".join(lines)
+
+
+def copy_text(post: Post, org: Organisation, author_name: str, audience: str, prefix: str | None = None) -> str:
+    """The whole text of one copy: a reminder's line (if any) above the body."""
+    text = body(post, org, author_name, audience)
+    return prefix + "\n\n" + text if prefix else text
 
 
 def keyboard(post: Post, chosen: Iterable[int] = (), acknowledged: bool = False) -> InlineKeyboardMarkup | None:
@@ -249,9 +258,7 @@ async def broadcast(
         locale = person.locale or default_locale
         if locale not in rendered:
             with in_locale(locale):
-                text = body(post, org, author_name, audience)
-                if prefix is not None:
-                    text = prefix() + "\n\n" + text
+                text = copy_text(post, org, author_name, audience, prefix() if prefix is not None else None)
                 markup = keyboard(post)
             # One payload for every reader of a language; the row carries the chat.
             methods = copy_methods(post, 0, text, markup)
@@ -357,6 +364,8 @@ async def notify(
 
 
 COPY_TOPICS = ("post", "post_renotify", "event_reminder")
+# Copies sent with a line of their own above the post (bot.scheduler, «🔔 Remind them»).
+REMINDER_TOPICS = ("post_renotify", "event_reminder")
 
 
 async def copies_with_parts(repo: Repo, post_id: int) -> list[tuple[Delivery, list[Delivery]]]:
@@ -380,6 +389,34 @@ def _edit_of_row(row: Delivery, text: str, markup: InlineKeyboardMarkup | None) 
     return EditMessageCaption(chat_id=row.chat_id, message_id=0, caption=text, reply_markup=markup)
 
 
+def _shown(payload: str) -> tuple[str, Any]:
+    """The text (or caption) and the buttons a message was sent or edited with."""
+    data = json.loads(payload)
+    return data.get("text") or data.get("caption") or "", data.get("reply_markup")
+
+
+def _markup_json(markup: InlineKeyboardMarkup | None) -> Any:
+    """Buttons as they are stored in a payload, so the two can be compared."""
+    return json.loads(dump_method(EditMessageText(text="", reply_markup=markup))).get("reply_markup")
+
+
+def sent_prefix(copy: Delivery, first: Delivery, *, event_moved: bool = False) -> str | None:
+    """A reminder's line, as its copy shows it: the first paragraph of its first
+    message (`first`: that message or its latest edit; the line is one
+    paragraph, in the reader's language). It stays
+    what it said when it arrived — an edit changes the post, not the reminder;
+    but an event's «it starts in 2 hours» is no longer true once the event has
+    moved (its new reminders are planned), and says so instead. In the current locale."""
+    if copy.topic not in REMINDER_TOPICS:
+        return None
+    if event_moved and copy.topic == "event_reminder":
+        return _("⏰ Reminder: the time has changed.")
+    text, _markup = _shown(first.payload)
+    line = text.split("\n\n", 1)[0]
+    # The post's own first line is its bold heading: then the copy went out without a line of its own.
+    return line if line and not line.startswith("<b>") else None
+
+
 def part_counts(post: Post, org: Organisation, author_name: str, audience: str) -> set[int]:
     """How many messages a copy takes, in each language."""
     counts = set()
@@ -390,25 +427,34 @@ def part_counts(post: Post, org: Organisation, author_name: str, audience: str) 
 
 
 async def follow_edit(
-    repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str
+    repo: Repo, post: Post, *, org: Organisation, author_name: str, audience: str, default_locale: str,
+    event_moved: bool = False,
 ) -> int:
-    """Every copy shows the post as it is now: sent copies are edited (every
-    message of a long one), pending ones rewritten before they go out. Returns
-    how many chats (families, people) were touched: a re-notified family's two
-    copies count once."""
-    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
-    people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
+    """Every copy shows the post as it is now, and keeps what is its own: the
+    reader's acknowledgement and chosen options (the buttons the ack and vote
+    handlers draw), a reminder's line. Sent copies are edited (every message of
+    a long one that changes — none that would show the same), pending ones
+    rewritten before they go out. Returns how many chats (families, people)
+    were touched: a re-notified family's two copies count once."""
+    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id)
+              if c.status in (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.SENDING)]
+    person_ids = {c.person_id for c, _p in copies if c.person_id}
+    people = {p.id: p for p in await repo.people_by_ids(person_ids)}
+    acknowledged = await repo.acknowledged_among(post.id, person_ids) if post.ask_ack else set()
+    votes = await repo.votes_among(post.id, person_ids) if post.kind == PostKind.POLL else {}
+    shown = await repo.latest_edits((row.id for c, parts in copies for row in (*parts, c)), "post_edit")
     touched: set[int] = set()
     for copy, parts in copies:
         person = people.get(copy.person_id or 0)
         locale = (person.locale if person else None) or default_locale
-        with in_locale(locale):
-            text = body(post, org, author_name, audience)
-            markup = keyboard(post)
-        if copy.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENT, DeliveryStatus.SENDING):
-            continue
-        new = [m for m in copy_methods(post, copy.chat_id, text, markup) if not isinstance(m, SendMediaGroup)]
         old = [p for p in parts if p.method != "sendMediaGroup"] + [copy]
+        chosen = votes.get(copy.person_id or 0, set())
+        acked = (copy.person_id or 0) in acknowledged
+        with in_locale(locale):
+            prefix = sent_prefix(copy, shown.get(old[0].id) or old[0], event_moved=event_moved)
+            text = copy_text(post, org, author_name, audience, prefix)
+            markup = keyboard(post, chosen, acked)
+        new = [m for m in copy_methods(post, copy.chat_id, text, markup) if not isinstance(m, SendMediaGroup)]
         if len(new) > len(old):
             # Only a change of a line or two gets here (the author's own edits are
             # checked first): the copy keeps its number of messages.
@@ -420,7 +466,15 @@ async def follow_edit(
                 row.payload = dump_method(method)
             elif row.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING):
                 value = getattr(method, "text", None) or getattr(method, "caption", None) or ""
-                enqueue(repo, row.chat_id, _edit_of_row(row, value, getattr(method, "reply_markup", None)),
+                buttons = getattr(method, "reply_markup", None)
+                was_text, was_buttons = _shown((shown.get(row.id) or row).payload)
+                # The ack and vote handlers redraw the pressed copy's buttons themselves
+                # (their own answer, not a row here): for a reader who pressed, the
+                # buttons it shows are the ones drawn now.
+                pressed = row is copy and (acked or bool(chosen))
+                if was_text == value and (pressed or was_buttons == _markup_json(buttons)):
+                    continue  # Telegram would say "message is not modified": not worth a call
+                enqueue(repo, row.chat_id, _edit_of_row(row, value, buttons),
                         org_id=org.id, org=org, topic="post_edit", ref_id=post.id, edit_of=row)
         for row in old[len(new) - 1: -1]:  # parts the shorter text no longer needs
             if row.status == DeliveryStatus.PENDING:
@@ -436,10 +490,9 @@ async def withdraw_copies(repo: Repo, post: Post, *, org: Organisation, default_
     """Pending copies never go out; sent ones are deleted (every message of
     them), or — where Telegram no longer allows it (older than 48 hours) —
     edited to say so. Returns how many chats the post is withdrawn from."""
-    copies = [(c, parts) for c, parts in await copies_with_parts(repo, post.id) if c.topic in ("post", "post_renotify")]
-    await repo.cancel_pending_deliveries("post", post.id)
-    await repo.cancel_pending_deliveries("post_renotify", post.id)
-    await repo.cancel_pending_deliveries(PART, post.id)
+    copies = await copies_with_parts(repo, post.id)
+    for topic in (*COPY_TOPICS, PART):
+        await repo.cancel_pending_deliveries(topic, post.id)
     people = {p.id: p for p in await repo.people_by_ids({c.person_id for c, _p in copies if c.person_id})}
     touched: set[int] = set()
     for copy, parts in copies:
@@ -475,8 +528,12 @@ async def card(repo: Repo, post: Post, org: Organisation) -> tuple[str, InlineKe
     unreachable = counts.get(DeliveryStatus.UNREACHABLE, 0) + counts.get(DeliveryStatus.FAILED, 0)
     held = counts.get(DeliveryStatus.HELD, 0)
     pending = counts.get(DeliveryStatus.PENDING, 0) + counts.get(DeliveryStatus.SENDING, 0) + held
+    if post.sent_at is None and post.state == PostState.SCHEDULED and post.scheduled_at is not None:
+        head = _("{kind} · scheduled for {when}").format(kind=kind_label(post.kind), when=local(post.scheduled_at, org))
+    else:  # when it went out (a scheduled post: when the scheduler sent it, not when it was written)
+        head = _("{kind} · sent {when}").format(kind=kind_label(post.kind), when=local(post.sent_at or post.created_at, org))
     lines = [
-        _("{kind} · sent {when}").format(kind=kind_label(post.kind), when=local(post.created_at, org)),
+        head,
         html.quote(plain_text(post.text)[:120]),
         "",
         _("Recipients: {total}").format(total=total),
@@ -522,18 +579,69 @@ def plain_text(text: str) -> str:
     return re.sub(r"<[^>]+>", "", text).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
+CARD_EDIT = "post_card-edit"
+
+
+def _same(payload: str, text: str, markup: InlineKeyboardMarkup | None) -> bool:
+    was_text, was_buttons = _shown(payload)
+    return was_text == text and was_buttons == _markup_json(markup)
+
+
 async def refresh_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:
-    """The author's card is edited to the current figures; an older pending
-    edit is dropped, so a busy broadcast costs one edit at a time."""
+    """The author's card follows the current figures: one edit at a time (an
+    older pending edit is dropped, so a busy broadcast costs one edit at a
+    time), none when the card shows these figures already.
+
+    The edit's text is drawn again when it is sent (`card_renderer`): figures
+    read here may already be old when a slower transaction commits after a
+    faster one (the progress refresh and an acknowledgement), and the edit that
+    leaves must carry the newest. So an edit is dropped only for another one."""
     cards = [c for c in await repo.deliveries_about("post_card", post.id) if c.method == "sendMessage"]
     if not cards:
         return
     with in_locale(author.locale or default_locale):
         text, markup = await card(repo, post, org)
-    await repo.cancel_pending_deliveries("post_card-edit", post.id)
+    shown = await repo.latest_edits((c.id for c in cards), CARD_EDIT)
     for c in cards:
+        if c.status not in (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.SENT):
+            continue  # the author cannot be reached
+        if c.status == DeliveryStatus.PENDING and await repo.rewrite_pending(
+            c.id, dump_method(SendMessage(chat_id=c.chat_id, text=text, reply_markup=markup))
+        ):
+            continue  # not sent yet: it goes out with these figures
+        if _same((shown.get(c.id) or c).payload, text, markup):
+            continue  # shown already, or on its way
+        await repo.cancel_pending_edits(c.id, CARD_EDIT)
         enqueue(repo, c.chat_id, EditMessageText(chat_id=c.chat_id, message_id=0, text=text, reply_markup=markup),
-                org_id=org.id, org=org, topic="post_card-edit", ref_id=post.id, edit_of=c)
+                org_id=org.id, org=org, topic=CARD_EDIT, ref_id=post.id, edit_of=c)
+
+
+def card_renderer(session_maker: Any, i18n: Any, default_locale: str):  # type: ignore[no-untyped-def]
+    """For the outbox: an edit of the author's card is drawn with the figures of
+    the moment it is sent, and not sent at all if the card shows them already."""
+
+    async def render(row: Delivery, method: TelegramMethod[Any]) -> TelegramMethod[Any] | None:
+        if row.ref_id is None or row.edit_of_id is None or not isinstance(method, EditMessageText):
+            return method
+        with i18n.context():
+            async with session_maker() as session:
+                repo = Repo(session)
+                post = await repo.post(row.ref_id)
+                if post is None or post.author_id is None:
+                    return method
+                org = await repo.organisation(post.org_id)
+                author = await repo.person(post.author_id)
+                target = await session.get(Delivery, row.edit_of_id)
+                if org is None or author is None or target is None:
+                    return method
+                with in_locale(author.locale or default_locale):
+                    text, markup = await card(repo, post, org)
+                last = (await repo.latest_edits([target.id], CARD_EDIT, sent_only=True)).get(target.id) or target
+                if _same(last.payload, text, markup):
+                    return None
+        return method.model_copy(update={"text": text, "reply_markup": markup})
+
+    return render
 
 
 async def send_card(repo: Repo, post: Post, org: Organisation, author: Person, default_locale: str) -> None:

@@ -353,7 +353,7 @@ async def _move_event(message: Message, state: FSMContext, actor: Actor, repo: R
         await plan_post(repo, post, utcnow(), only_reminders=True)
     label = await audience_text(repo, post, actor.org)
     n = await follow_edit(repo, post, org=actor.org, author_name=actor.person.display_name, audience=label,
-                          default_locale=settings.default_locale)
+                          default_locale=settings.default_locale, event_moved=True)
     await refresh_card(repo, post, actor.org, actor.person, settings.default_locale)
     await message.answer(_("🕒 Moved to {when}. {n} copies will show it; the reminders follow.").format(
         when=local(moment, actor.org), n=n))

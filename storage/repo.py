@@ -726,6 +726,51 @@ class Repo:
             .execution_options(synchronize_session=False)
         )
 
+    async def latest_edits(self, message_ids: Iterable[int], topic: str, *, sent_only: bool = False
+                           ) -> dict[int, Delivery]:
+        """For each message (a delivery row), its newest edit of `topic` that is
+        or will be shown (pending, sending or sent; or only sent): what the
+        message says now."""
+        statuses = [DeliveryStatus.SENT.value] if sent_only else [
+            DeliveryStatus.PENDING.value, DeliveryStatus.SENDING.value, DeliveryStatus.SENT.value]
+        ids = sorted(set(message_ids))
+        latest: dict[int, Delivery] = {}
+        for start in range(0, len(ids), 500):
+            rows = await self.session.scalars(
+                select(Delivery)
+                .where(
+                    Delivery.edit_of_id.in_(ids[start:start + 500]),
+                    Delivery.topic == topic,
+                    Delivery.method.in_(["editMessageText", "editMessageCaption"]),
+                    Delivery.status.in_(statuses),
+                )
+                .order_by(Delivery.id)
+            )
+            for row in rows:
+                latest[row.edit_of_id] = row  # type: ignore[index]
+        return latest
+
+    async def cancel_pending_edits(self, message_id: int, topic: str) -> None:
+        """Edits of `topic` of this message (a delivery row) that have not gone out never will."""
+        await self.session.execute(
+            update(Delivery)
+            .where(Delivery.edit_of_id == message_id, Delivery.topic == topic,
+                   Delivery.status == DeliveryStatus.PENDING)
+            .values(status=DeliveryStatus.CANCELLED.value)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def rewrite_pending(self, delivery_id: int, payload: str) -> bool:
+        """A row not yet taken by the sender goes out with this payload instead
+        (compare-and-swap: False if the sender has it already)."""
+        result = await self.session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status == DeliveryStatus.PENDING)
+            .values(payload=payload)
+            .execution_options(synchronize_session=False)
+        )
+        return result.rowcount == 1
+
     # -- posts ---------------------------------------------------------------------
 
     async def add_post(self, post: Post, options: Iterable[str] = ()) -> Post:
@@ -822,6 +867,32 @@ class Repo:
         for status, n in folded:
             counts[status] = counts.get(status, 0) + n
         return counts
+
+    async def acknowledged_among(self, post_id: int, person_ids: Iterable[int]) -> set[int]:
+        """Which of these people have acknowledged the post."""
+        ids = sorted(set(person_ids))
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            found |= set(await self.session.scalars(
+                select(Acknowledgement.person_id).where(
+                    Acknowledgement.post_id == post_id, Acknowledgement.person_id.in_(ids[start:start + 500])
+                )
+            ))
+        return found
+
+    async def votes_among(self, post_id: int, person_ids: Iterable[int]) -> dict[int, set[int]]:
+        """Person → the options they chose, for these people."""
+        ids = sorted(set(person_ids))
+        chosen: dict[int, set[int]] = {}
+        for start in range(0, len(ids), 500):
+            rows = await self.session.execute(
+                select(Vote.person_id, Vote.option_id).where(
+                    Vote.post_id == post_id, Vote.person_id.in_(ids[start:start + 500])
+                )
+            )
+            for person_id, option_id in rows:
+                chosen.setdefault(person_id, set()).add(option_id)
+        return chosen
 
     async def ack_count(self, post_id: int) -> int:
         return await self.session.scalar(

@@ -13,7 +13,7 @@ from bot.app import create_dispatcher
 from bot.outbox import Outbox
 from bot.fsm import DatabaseStorage
 from bot.i18n import create_i18n
-from bot.posts import progress_hook
+from bot.posts import CARD_EDIT, card_renderer, progress_hook
 from bot.scheduler import Scheduler
 from bot.settings import Settings
 from storage.db import create_engine, create_session_maker
@@ -60,6 +60,7 @@ async def app(settings: Settings, session_maker: object) -> AsyncIterator[Harnes
     outbox = Outbox(session_maker, bot, rate=0, per_chat_interval=0)  # type: ignore[arg-type]
     i18n = create_i18n(settings.default_locale)
     outbox.on_progress = progress_hook(session_maker, i18n, settings.default_locale, outbox.wake)
+    outbox.renderers[CARD_EDIT] = card_renderer(session_maker, i18n, settings.default_locale)  # as bot.app does
     scheduler = Scheduler(session_maker, i18n, settings.default_locale, outbox.wake,  # type: ignore[arg-type]
                           admin_ids=settings.admin_ids)
     # Dialog state in the database, as in production (bot.fsm).
