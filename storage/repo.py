@@ -1290,7 +1290,7 @@ class Repo:
                         key = (group_id, status, asks[post_id])
                         counted[key] = counted.get(key, 0) + 1
         copies = [(g, status, ask, n) for (g, status, ask), n in counted.items()]
-        # Old copies folded into counts (bot/retention.py), attributed the same way when folded.
+        # Settled copies counted into the tally (bot/retention.py), attributed the same way when counted.
         folded = await self.session.execute(
             select(DeliveryTally.group_id, DeliveryTally.status, Post.ask_ack, func.sum(DeliveryTally.copies))
             .join(Post, Post.id == DeliveryTally.post_id)

@@ -1,13 +1,16 @@
-"""Keeping a school's history small: old, settled outbox rows are folded into
-per-post counts (`DeliveryTally`) and deleted; the audit log is kept as long
-as the organisation chose. Each function works in the caller's transaction
+"""Keeping a school's history small and cheap to read: a post's settled
+copies are counted into per-post counts (`DeliveryTally`) a day after it went
+out, so /stats reads a few counts instead of every copy; old, settled outbox
+rows are folded (counted, if not yet) and deleted; the audit log is kept as
+long as the organisation chose. Each function works in the caller's transaction
 and does one bounded batch, so a year's backlog never holds the database's
 write lock for long (bot/retention.py runs the batches).
 
 The figures stay true: a post is folded whole, only when none of its rows can
 still change (nothing pending, sending or held, no reminder or deadline still
-ahead), and the author's card and /stats add the tally to what the outbox
-still holds (storage/repo.py).
+ahead), a post is counted only when none of its copies can still change,
+and the author's card and /stats read the tally for counted posts and the
+outbox for the others (storage/repo.py).
 """
 
 from __future__ import annotations
