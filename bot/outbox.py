@@ -51,11 +51,11 @@ from aiogram.methods import (
     UnbanChatMember,
 )
 from aiogram.types import Message
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot import policy
-from storage.models import Delivery, DeliveryStatus, Lane, Organisation, utcnow
+from storage.models import Delivery, DeliveryStatus, Lane, Organisation, status_is, utcnow
 from storage.repo import Repo
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,19 @@ OUTAGE_AFTER = 10
 LOST = "lost"  # an outcome that is not one: the row went to another worker
 UNPACED = frozenset({"setMyCommands", "deleteMyCommands", "deleteMessage", "deleteMessages", "banChatMember",
                      "unbanChatMember"})
+
+
+def claimable(now: datetime, limit: int) -> Select[tuple[int]]:
+    """The ids of the next rows due, in claim order. Only waiting rows are
+    read, however long the history: PostgreSQL from the partial index of
+    pending rows (storage/models.py), in order; SQLite from the pending range
+    of (status, next_attempt_at), sorted."""
+    return (
+        select(Delivery.id)
+        .where(status_is(DeliveryStatus.PENDING), Delivery.next_attempt_at <= now)
+        .order_by(Delivery.lane, Delivery.id)
+        .limit(limit)
+    )
 
 
 def dump_method(method: TelegramMethod[Any]) -> str:
@@ -618,15 +631,7 @@ class Outbox:
         at once take different rows instead of waiting for each other."""
         now = self.clock()
         async with self.session_maker.begin() as session:
-            ids = (
-                await session.scalars(
-                    select(Delivery.id)
-                    .where(Delivery.status == DeliveryStatus.PENDING, Delivery.next_attempt_at <= now)
-                    .order_by(Delivery.lane, Delivery.id)
-                    .limit(limit)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            ids = (await session.scalars(claimable(now, limit).with_for_update(skip_locked=True))).all()
             if not ids:
                 return []
             await session.execute(

@@ -1,4 +1,5 @@
-"""Retention, run by the scheduler once a day: post copies older than
+"""Retention, run by the scheduler once a day: the settled copies of posts
+a day old are counted into per-post counts (/stats reads those); copies older than
 `DELIVERY_KEEP_DAYS` are folded into per-post counts and deleted (the card
 and /stats keep their figures), other settled outbox rows of that age are
 deleted, and each organisation's audit log is cut to the months it chose
@@ -21,6 +22,9 @@ log = logging.getLogger("parta.retention")
 AUDIT_MONTHS = (6, 12, 18, 24, 36)  # the choices offered in /settings
 POSTS_PER_BATCH = 50
 ROWS_PER_BATCH = 5000
+# A post's copies are counted into the tally once settled and this old (the
+# copies stay, for the card's "who has not acknowledged", until folded).
+COUNT_AFTER = timedelta(days=1)
 
 
 def months_before(moment: datetime, months: int) -> datetime:
@@ -37,6 +41,7 @@ def months_before(moment: datetime, months: int) -> datetime:
 
 @dataclass
 class Outcome:
+    posts_counted: int = 0
     posts_folded: int = 0
     rows_deleted: int = 0
     audit_deleted: int = 0
@@ -54,6 +59,14 @@ class Retention:
         now = self.clock()
         cutoff = now - self.keep_copies
         out = Outcome()
+        # Settled copies of the last days counted once, for /stats (they stay until folded).
+        while True:
+            async with self.session_maker.begin() as session:
+                posts = await retention.countable_posts(session, now - COUNT_AFTER, POSTS_PER_BATCH)
+                await retention.count_posts(session, posts, now)
+            out.posts_counted += len(posts)
+            if len(posts) < POSTS_PER_BATCH:
+                break
         while True:
             async with self.session_maker.begin() as session:
                 posts = await retention.foldable_posts(session, cutoff, POSTS_PER_BATCH)
@@ -79,7 +92,7 @@ class Retention:
                 out.per_org[org_id] = out.per_org.get(org_id, 0) + n
                 if n < ROWS_PER_BATCH:
                     break
-        if out.posts_folded or out.rows_deleted or out.audit_deleted:
-            log.info("retention: %s post(s) folded, %s outbox row(s) and %s audit entr(y/ies) deleted",
-                     out.posts_folded, out.rows_deleted, out.audit_deleted)
+        if out.posts_counted or out.posts_folded or out.rows_deleted or out.audit_deleted:
+            log.info("retention: %s post(s) counted, %s folded, %s outbox row(s) and %s audit entr(y/ies) deleted",
+                     out.posts_counted, out.posts_folded, out.rows_deleted, out.audit_deleted)
         return out

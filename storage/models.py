@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import Field
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Date,
     DateTime,
     ForeignKey,
@@ -26,6 +27,8 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    literal_column,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -332,7 +335,17 @@ class Delivery(Base):
     __table_args__ = (
         Index("ix_delivery_due", "status", "next_attempt_at"),
         Index("ix_delivery_topic", "topic", "ref_id"),
-        Index("ix_delivery_lane", "status", "lane", "id"),
+        # The sender's claim, in its order (lane, id): only the rows waiting, so a
+        # year of sent ones costs it nothing. The statements that must use it say
+        # the status in their text (`status_is`), not as a bound parameter.
+        Index("ix_delivery_pending", "lane", "id", "next_attempt_at",
+              sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
+        # A reader's copies held for the digest. No index on person_id alone: a
+        # broadcast would write a page of it per recipient, all over a year of
+        # rows (bench/history.py); a person's rows are found through
+        # ix_delivery_post_person (post_id IS NULL, or one of the posts).
+        Index("ix_delivery_held", "person_id",
+              sqlite_where=text("status = 'held'"), postgresql_where=text("status = 'held'")),
         # A post's copies by status (the author's card), and /stats counting every
         # copy by status and recipient, from the index alone (the rows carry payloads).
         Index("ix_delivery_topic_post", "topic", "post_id", "status", "person_id"),
@@ -354,7 +367,7 @@ class Delivery(Base):
     # For a post's copy: which post and which recipient (delivery and
     # acknowledgement rates are counted from these).
     post_id: Mapped[int | None] = mapped_column(ForeignKey("post.id"))
-    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("person.id"))
     edit_of_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id"))
     # Tried instead when Telegram refuses the call for good (a copy too old to
     # delete is edited to say it was withdrawn).
@@ -371,6 +384,13 @@ class Delivery(Base):
     error: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+def status_is(status: DeliveryStatus) -> ColumnElement[bool]:
+    """`delivery.status = '<status>'` with the value in the statement's text, so
+    that a partial index on it (ix_delivery_pending, ix_delivery_held) serves
+    every plan, PostgreSQL's generic plans of prepared statements too."""
+    return Delivery.status == literal_column(f"'{DeliveryStatus(status).value}'")
 
 
 class DeliveryTally(Base):
@@ -460,6 +480,10 @@ class Post(Base):
     # Its copies were folded into `delivery_tally` (bot/retention.py): the
     # figures stay, who received which copy is no longer known.
     copies_folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Its copies, settled, were counted into `delivery_tally` (a day after it
+    # went out; the copies themselves stay until folded): /stats reads the
+    # tally instead of counting them again every time.
+    copies_counted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     groups: Mapped[list[PostGroup]] = relationship(cascade="all, delete-orphan")
     options: Mapped[list[PollOption]] = relationship(order_by="PollOption.position", cascade="all, delete-orphan")

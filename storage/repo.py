@@ -47,6 +47,7 @@ from storage.models import (
     Role,
     Vote,
     WeeklyItem,
+    status_is,
     utcnow,
 )
 
@@ -73,6 +74,16 @@ _PERSON_WITH_MEMBERSHIPS = (
     .execution_options(populate_existing=True)
 )
 _FIRST_ORGANISATION = select(Organisation).order_by(Organisation.id).limit(1)
+
+
+def _person_rows(person_id: int) -> tuple[Any, Any]:
+    """Every outbox row for a person, as two conditions that each search
+    ix_delivery_post_person: the rows about no post, and the copies of posts
+    (there is no index on person_id alone: bulk copies would scatter over it)."""
+    return (
+        and_(Delivery.post_id.is_(None), Delivery.person_id == person_id),
+        and_(Delivery.post_id.in_(select(Post.id)), Delivery.person_id == person_id),
+    )
 
 
 def _chunks(ids: list[int], size: int = 500) -> Iterable[list[int]]:
@@ -853,18 +864,22 @@ class Repo:
         ).all()
 
     async def delivery_counts(self, post_id: int) -> dict[str, int]:
-        """A post's copies by status: those the outbox holds and those folded into the tally."""
-        rows = await self.session.execute(
-            select(Delivery.status, func.count())
-            .where(Delivery.post_id == post_id, Delivery.topic == "post")
-            .group_by(Delivery.status)
-        )
-        counts = {status: n for status, n in rows}
-        folded = await self.session.execute(
-            select(DeliveryTally.status, DeliveryTally.copies)
-            .where(DeliveryTally.post_id == post_id, DeliveryTally.group_id.is_(None))
-        )
-        for status, n in folded:
+        """A post's copies by status: from the tally once they are counted
+        (bot/retention.py), from the outbox before."""
+        counted = await self.session.scalar(select(Post.copies_counted_at).where(Post.id == post_id))
+        if counted is None:
+            rows = await self.session.execute(
+                select(Delivery.status, func.count())
+                .where(Delivery.post_id == post_id, Delivery.topic == "post")
+                .group_by(Delivery.status)
+            )
+        else:
+            rows = await self.session.execute(
+                select(DeliveryTally.status, DeliveryTally.copies)
+                .where(DeliveryTally.post_id == post_id, DeliveryTally.group_id.is_(None))
+            )
+        counts: dict[str, int] = {}
+        for status, n in rows:
             counts[status] = counts.get(status, 0) + n
         return counts
 
@@ -1082,7 +1097,7 @@ class Repo:
                 select(Delivery)
                 .where(
                     Delivery.person_id == person_id,
-                    Delivery.status == DeliveryStatus.HELD,
+                    status_is(DeliveryStatus.HELD),
                     Delivery.edit_of_id.is_(None),
                 )
                 .order_by(Delivery.id)
@@ -1228,8 +1243,10 @@ class Repo:
                 select(func.count(Relay.id)).where(Relay.sender_id == person_id)),
             "messages_received": await self.session.scalar(
                 select(func.count(Relay.id)).where(Relay.recipient_id == person_id)),
-            "messages_delivered_to_you": await self.session.scalar(
-                select(func.count(Delivery.id)).where(Delivery.person_id == person_id)),
+            "messages_delivered_to_you": sum([
+                await self.session.scalar(select(func.count(Delivery.id)).where(where)) or 0
+                for where in _person_rows(person_id)
+            ]),
         }
 
     async def forget_person(self, person: Person, key: str | None = None) -> None:
@@ -1265,7 +1282,7 @@ class Repo:
             update(Relay).where(Relay.recipient_id == pid).values(recipient_id=None),
             update(JoinRequest).where(JoinRequest.decided_by_id == pid).values(decided_by_id=None),
             update(Membership).where(Membership.verified_by_id == pid).values(verified_by_id=None),
-            update(Delivery).where(Delivery.person_id == pid).values(person_id=None, chat_id=0),
+            *(update(Delivery).where(where).values(person_id=None, chat_id=0) for where in _person_rows(pid)),
             # The audit log keeps that something was done, not their name (a rename's old and new).
             update(AuditEntry).where(AuditEntry.subject == f"person:{pid}").values(detail=None),
         ):
@@ -1327,7 +1344,7 @@ class Repo:
         for post_id, group_id, ask_ack in await self.session.execute(
             select(PostGroup.post_id, PostGroup.group_id, Post.ask_ack)
             .join(Post, Post.id == PostGroup.post_id)
-            .where(Post.org_id == org_id, Post.copies_folded_at.is_(None))
+            .where(Post.org_id == org_id, Post.copies_counted_at.is_(None))
         ):
             addressed.setdefault(post_id, []).append(group_id)
             asks[post_id] = bool(ask_ack)
@@ -1344,7 +1361,7 @@ class Repo:
                         key = (group_id, status, asks[post_id])
                         counted[key] = counted.get(key, 0) + 1
         copies = [(g, status, ask, n) for (g, status, ask), n in counted.items()]
-        # Old copies folded into counts (bot/retention.py), attributed the same way when folded.
+        # Settled copies counted into the tally (bot/retention.py), attributed the same way when counted.
         folded = await self.session.execute(
             select(DeliveryTally.group_id, DeliveryTally.status, Post.ask_ack, func.sum(DeliveryTally.copies))
             .join(Post, Post.id == DeliveryTally.post_id)
@@ -1375,7 +1392,7 @@ class Repo:
         totals: dict[str, int] = {}
         # Per post from the (topic, post_id, status) index, then by kind here.
         asks = {pid: bool(ask) for pid, ask in await self.session.execute(
-            select(Post.id, Post.ask_ack).where(Post.org_id == org_id, Post.copies_folded_at.is_(None)))}
+            select(Post.id, Post.ask_ack).where(Post.org_id == org_id, Post.copies_counted_at.is_(None)))}
         by_kind: dict[tuple[str, bool], int] = {}
         for chunk in _chunks(sorted(asks)):
             for post_id, status, n in await self.session.execute(

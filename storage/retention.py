@@ -1,13 +1,16 @@
-"""Keeping a school's history small: old, settled outbox rows are folded into
-per-post counts (`DeliveryTally`) and deleted; the audit log is kept as long
-as the organisation chose. Each function works in the caller's transaction
+"""Keeping a school's history small and cheap to read: a post's settled
+copies are counted into per-post counts (`DeliveryTally`) a day after it went
+out, so /stats reads a few counts instead of every copy; old, settled outbox
+rows are folded (counted, if not yet) and deleted; the audit log is kept as
+long as the organisation chose. Each function works in the caller's transaction
 and does one bounded batch, so a year's backlog never holds the database's
 write lock for long (bot/retention.py runs the batches).
 
 The figures stay true: a post is folded whole, only when none of its rows can
 still change (nothing pending, sending or held, no reminder or deadline still
-ahead), and the author's card and /stats add the tally to what the outbox
-still holds (storage/repo.py).
+ahead), a post is counted only when none of its copies can still change,
+and the author's card and /stats read the tally for counted posts and the
+outbox for the others (storage/repo.py).
 """
 
 from __future__ import annotations
@@ -42,6 +45,54 @@ POST_TOPICS = ("post", "post_renotify", "event_reminder", "post_edit", "post_wit
                "post_card-edit", "ack_deadline", "poll_result")
 
 
+async def countable_posts(session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
+    """Posts sent before `cutoff`, not yet counted, none of whose copies can still change."""
+    live_copy = exists().where(Delivery.topic == "post", Delivery.post_id == Post.id, Delivery.status.in_(LIVE))
+    ids = await session.scalars(
+        select(Post.id)
+        .where(
+            Post.copies_counted_at.is_(None),
+            Post.state.in_([PostState.SENT.value, PostState.WITHDRAWN.value]),
+            Post.sent_at < cutoff,
+            ~live_copy,
+        )
+        .order_by(Post.id)
+        .limit(limit)
+    )
+    return list(ids)
+
+
+async def count_posts(session: AsyncSession, post_ids: list[int], now: datetime) -> None:
+    """Counts the posts' copies into the tally (the copies stay) and marks them counted."""
+    if not post_ids:
+        return
+    copies = and_(Delivery.post_id.in_(post_ids), Delivery.topic == "post")
+    # The post's own figures: copies by status.
+    await session.execute(insert(DeliveryTally).from_select(
+        ["org_id", "post_id", "group_id", "status", "copies"],
+        select(Post.org_id, Delivery.post_id, cast(null(), Integer), Delivery.status, func.count(Delivery.id))
+        .join(Post, Post.id == Delivery.post_id)
+        .where(copies)
+        .group_by(Post.org_id, Delivery.post_id, Delivery.status),
+    ))
+    # Per group, exactly as /stats counts live copies: in the group its
+    # recipient belongs to among those the post was addressed to.
+    await session.execute(insert(DeliveryTally).from_select(
+        ["org_id", "post_id", "group_id", "status", "copies"],
+        select(PostGroup.org_id, Delivery.post_id, PostGroup.group_id, Delivery.status,
+               func.count(func.distinct(Delivery.id)))
+        .select_from(Delivery)
+        .join(PostGroup, PostGroup.post_id == Delivery.post_id)
+        .join(Membership, and_(Membership.group_id == PostGroup.group_id, Membership.person_id == Delivery.person_id))
+        .where(copies)
+        .group_by(PostGroup.org_id, Delivery.post_id, PostGroup.group_id, Delivery.status),
+    ))
+    await session.execute(
+        update(Post).where(Post.id.in_(post_ids)).values(copies_counted_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def foldable_posts(session: AsyncSession, cutoff: datetime, limit: int) -> list[int]:
     """Posts sent before `cutoff` whose copies can no longer change."""
     # (By topic: one seek each in the (topic, post_id, status) index, not every copy's row.)
@@ -69,31 +120,15 @@ async def foldable_posts(session: AsyncSession, cutoff: datetime, limit: int) ->
 
 
 async def fold_posts(session: AsyncSession, post_ids: list[int], now: datetime) -> int:
-    """Counts the posts' copies into the tally, deletes every outbox row about
-    them, and marks them folded. Returns how many rows were deleted."""
+    """Counts the posts' copies into the tally (if not counted yet), deletes
+    every outbox row about them, and marks them folded. Returns how many rows
+    were deleted."""
     if not post_ids:
         return 0
-    copies = and_(Delivery.post_id.in_(post_ids), Delivery.topic == "post")
-    # The post's own figures: copies by status.
-    await session.execute(insert(DeliveryTally).from_select(
-        ["org_id", "post_id", "group_id", "status", "copies"],
-        select(Post.org_id, Delivery.post_id, cast(null(), Integer), Delivery.status, func.count(Delivery.id))
-        .join(Post, Post.id == Delivery.post_id)
-        .where(copies)
-        .group_by(Post.org_id, Delivery.post_id, Delivery.status),
-    ))
-    # Per group, exactly as /stats counts live copies: in the group its
-    # recipient belongs to among those the post was addressed to.
-    await session.execute(insert(DeliveryTally).from_select(
-        ["org_id", "post_id", "group_id", "status", "copies"],
-        select(PostGroup.org_id, Delivery.post_id, PostGroup.group_id, Delivery.status,
-               func.count(func.distinct(Delivery.id)))
-        .select_from(Delivery)
-        .join(PostGroup, PostGroup.post_id == Delivery.post_id)
-        .join(Membership, and_(Membership.group_id == PostGroup.group_id, Membership.person_id == Delivery.person_id))
-        .where(copies)
-        .group_by(PostGroup.org_id, Delivery.post_id, PostGroup.group_id, Delivery.status),
-    ))
+    # Counted now, unless the daily count did it already (the copies have not changed since).
+    uncounted = list(await session.scalars(
+        select(Post.id).where(Post.id.in_(post_ids), Post.copies_counted_at.is_(None))))
+    await count_posts(session, uncounted, now)
     # One statement for the copies and every row pointing at them (edits, the
     # card's edits): foreign keys are checked at its end. The author's card
     # itself stays (one row a post), so it still follows a late acknowledgement.

@@ -104,3 +104,38 @@ def test_a_database_of_the_previous_release_upgrades_with_every_row_kept(url: st
     [new] = got["_new"]
     assert new["audit_keep_months"] == [18] * ROWS  # the default for organisations that had none
     assert new["copies_folded_at"] == [None] * ROWS and new["tally"] == 0
+
+
+def test_posts_folded_before_0012_count_as_counted_and_every_row_is_kept(url: str) -> None:  # noqa: F811
+    upgrade(url, "0011")
+    written = asyncio.run(fill_previous_release(url))
+
+    async def fold_first() -> None:
+        engine = create_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("UPDATE post SET copies_folded_at = NULL WHERE id > 1"))
+                await conn.execute(text("UPDATE post SET copies_folded_at = :at WHERE id = 1"),
+                                   {"at": datetime(2026, 3, 1, 2, 40)})
+        finally:
+            await engine.dispose()
+
+    asyncio.run(fold_first())
+    for i, row in enumerate(written["post"]):
+        row["copies_folded_at"] = datetime(2026, 3, 1, 2, 40) if i == 0 else None
+    upgrade(url)
+    got = asyncio.run(read_back(url, written))
+    for name, rows in written.items():
+        assert normalise(got[name]) == normalise(rows), name
+
+    async def counted() -> list[Any]:
+        engine = create_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return list((await conn.execute(text("SELECT copies_counted_at FROM post ORDER BY id"))).scalars())
+        finally:
+            await engine.dispose()
+
+    first, *others = asyncio.run(counted())
+    assert normalise([{"at": first}]) == normalise([{"at": datetime(2026, 3, 1, 2, 40)}])
+    assert others == [None] * (ROWS - 1)
