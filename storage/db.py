@@ -17,13 +17,19 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         in_memory = database in ("", ":memory:")
         if not in_memory:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite has one writer. With several connections, transactions that write
+        # at once meet "database is locked" and SQLite's busy handler, which sleeps
+        # and polls (up to 100 ms a try), so the lock passes with gaps and a burst
+        # of updates queues for seconds. One connection instead: transactions take
+        # their turn in the pool's queue, first come first served, and the next one
+        # starts the moment the last commits. (An in-memory database is one shared
+        # connection anyway, or each session would see an empty database of its own.)
+        pool = {"poolclass": StaticPool} if in_memory else {"pool_size": 1, "max_overflow": 0, "pool_timeout": 60}
         engine = create_async_engine(
             url,
             echo=echo,
-            # One shared connection for an in-memory database, or each session
-            # would see an empty database of its own.
-            poolclass=StaticPool if in_memory else None,
             connect_args={"timeout": 30},
+            **pool,  # type: ignore[arg-type]
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
