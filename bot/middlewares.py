@@ -163,9 +163,16 @@ class UnitOfWork(BaseMiddleware):
         await commit.run()  # committed: what waited for it (dialog state in Redis)
         if self.outbox is not None:
             self.outbox.say(commit.replies)
+            if commit.cards:
+                self.outbox.cards_changed(commit.cards)
         else:  # tests without a sender: the same policy, in order, now
             for method in commit.replies:
                 await send_reply(bot, method)
+            if commit.cards:
+                from bot.posts import progress_hook
+
+                refresh = progress_hook(self.session_maker, data["i18n"], data["settings"].default_locale, lambda: None)
+                await refresh(commit.cards)
         for step in commit.continuations:
             await step()
         return result

@@ -359,6 +359,11 @@ class Outbox:
     def wake(self) -> None:
         self._wake.set()
 
+    def cards_changed(self, post_ids: set[int]) -> None:
+        """Committed updates changed these posts' figures (acknowledgements, votes):
+        their authors' cards follow with the next progress report."""
+        self._progress_pending |= post_ids
+
     async def start(self) -> None:
         self._stopping.clear()
         await self.recover()
