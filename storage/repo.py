@@ -940,13 +940,14 @@ class Repo:
 
     # -- webhooks and workers ------------------------------------------------------------
 
-    async def first_time(self, update_id: int) -> bool:
-        """Marks an update as handled; False if it already was (the row commits with the update).
+    async def handled_before(self, update_id: int) -> bool:
+        return await self.session.get(ProcessedUpdate, update_id) is not None
 
-        A concurrent delivery of the same update waits on the primary key and
-        then finds it taken."""
-        if await self.session.get(ProcessedUpdate, update_id) is not None:
-            return False
+    async def record_handled(self, update_id: int) -> bool:
+        """Marks an update as handled (the row commits with the update); False if
+        another delivery of it got there first. What the update changed is flushed
+        before, so its own errors stay its own."""
+        await self.session.flush()
         self.session.add(ProcessedUpdate(update_id=update_id))
         try:
             async with self.session.begin_nested():

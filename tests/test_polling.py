@@ -115,3 +115,48 @@ async def test_stopping_lets_the_updates_in_flight_finish_and_confirms_none_of_t
     # Nothing was confirmed past 1 while it ran: after a crash all three come back
     # (and the update ids recorded in their transactions make them no-ops).
     assert all(offset is None or offset <= 1 for offset in tg.offsets)
+
+
+async def test_two_deliveries_of_one_update_at_once_apply_it_once(tmp_path: Any) -> None:
+    """The update's id is recorded at the end of its transaction (on SQLite the
+    turn to write is then taken late): a delivery that finds it taken by one
+    that committed meanwhile rolls back everything it did and says nothing."""
+    from aiogram.methods import SendMessage
+    from sqlalchemy import func, select
+
+    from bot.middlewares import UnitOfWork
+    from storage.db import create_engine, create_session_maker
+    from storage.models import Base, ProcessedUpdate
+    from tests.harness import make_bot
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/once.sqlite3")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    session_maker = create_session_maker(engine)
+    bot = make_bot()
+    update = Update.model_validate(raw_update(7, user=10))
+
+    async def handler(event: Any, data: dict[str, Any]) -> str:
+        data["repo"].session.add(ProcessedUpdate(update_id=1000))  # what this delivery changes
+        await bot(SendMessage(chat_id=10, text="Done"))  # collected, for after the commit
+        async with session_maker.begin() as other:  # meanwhile the other delivery commits
+            other.add(ProcessedUpdate(update_id=7))
+        return "handled"
+
+    try:
+        assert await UnitOfWork(session_maker, None, once=True)(handler, update, {"bot": bot}) is None
+        assert bot.session.requests == []  # type: ignore[attr-defined]
+        async with session_maker() as s:
+            assert (await s.scalars(select(ProcessedUpdate.update_id))).all() == [7]
+        # Delivered once more later: skipped before the handler runs.
+        ran: list[int] = []
+
+        async def counting(event: Any, data: dict[str, Any]) -> None:
+            ran.append(event.update_id)
+
+        assert await UnitOfWork(session_maker, None, once=True)(counting, update, {"bot": bot}) is None
+        assert ran == []
+        async with session_maker() as s:
+            assert await s.scalar(select(func.count()).select_from(ProcessedUpdate)) == 1
+    finally:
+        await engine.dispose()
