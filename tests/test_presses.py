@@ -47,3 +47,38 @@ async def test_presses_hand_the_card_to_the_sender_which_refreshes_it_once(app: 
     card = [c for c in only(calls, EditMessageText) if c.chat_id == TEACHER.id]
     assert len(card) == 1 and "acknowledged: 2" in card[0].text, [c.text for c in card]
     assert not [c for c in only(calls, SendMessage) if c.chat_id == TEACHER.id]
+
+
+async def test_callback_answers_take_no_slot_of_the_limit_and_wait_for_no_chat(session_maker) -> None:  # type: ignore[no-untyped-def]
+    """At 2 calls/s, eight presses are answered at once (Telegram counts no
+    message for them, and the 15 s window would not wait for a queue behind the
+    limit); the messages of the same updates keep the limit and their chat's pace."""
+    import asyncio
+    import time
+
+    from aiogram.methods import AnswerCallbackQuery
+
+    from bot.outbox import Outbox
+    from tests.harness import make_bot
+
+    bot = make_bot()
+    arrived: dict[str, float] = {}
+    inner = bot.session.make_request
+
+    async def stamp(b, method, timeout=None):  # type: ignore[no-untyped-def]
+        key = method.callback_query_id if isinstance(method, AnswerCallbackQuery) else f"msg {method.chat_id}"
+        arrived.setdefault(key, time.monotonic())
+        return await inner(b, method, timeout)
+
+    bot.session.make_request = stamp  # type: ignore[method-assign]
+    outbox = Outbox(session_maker, bot, rate=2, per_chat_interval=1)
+    start = time.monotonic()
+    for k in range(8):
+        outbox.say([AnswerCallbackQuery(callback_query_id=f"q{k}", text="Thank you!"),
+                    EditMessageText(chat_id=100 + k % 2, message_id=1, text=f"copy {k}")])
+    await asyncio.wait_for(asyncio.gather(*list(outbox._inflight)), 60)
+    answers = [arrived[f"q{k}"] - start for k in range(8)]
+    assert max(answers) < 1.0, answers
+    # The edits into two chats, four each at 1/s per chat, take their time.
+    assert arrived["msg 100"] - start < 1.5 and time.monotonic() - start > 2.5
+    await outbox.stop()
