@@ -54,6 +54,7 @@ class PeekUpdates(GetUpdates):
 
 
 _RESPONSES: list[type] = []
+BATCH = 100  # the most updates one getUpdates answer holds (Telegram's default limit)
 
 
 def keep_response_types() -> None:
@@ -208,7 +209,8 @@ async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30, stop: asyncio.Eve
     under the isolation lock); the ones sent again are not even parsed. While
     updates are unconfirmed Telegram answers at once, so the next fetch waits
     `settle` seconds (or for the stop): a new update waits at most that long,
-    never for a slow one before it. Each update's id is recorded in its own
+    never for a slow one before it — unless a hundred (Telegram's most for one
+    answer) are unconfirmed behind the lowest: then it waits for that one. Each update's id is recorded in its own
     transaction, so an update fetched again after a crash is applied once."""
     own_stop = stop is None
     stop = stop or asyncio.Event()
@@ -227,6 +229,13 @@ async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30, stop: asyncio.Eve
         handled.add(update_id)
         if not task.cancelled() and task.exception() is not None:
             log.error("update %s failed outside its handler: %r", update_id, task.exception())
+
+    async def until_stop_or(task: asyncio.Task[object]) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
 
     async def until_stop(seconds: float | None) -> None:
         try:
@@ -266,7 +275,11 @@ async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30, stop: asyncio.Eve
                 newest = max(newest or 0, ids[-1] + 1)
             if offset is not None:
                 handled.difference_update([i for i in handled if i < offset])
-            if in_flight:
+            if in_flight and not fresh and len(ids) >= BATCH:
+                # A full answer and nothing new in it: what follows cannot show
+                # before the lowest update in flight is done and confirmed.
+                await until_stop_or(in_flight[min(in_flight)])
+            elif in_flight:
                 await until_stop(settle)
     finally:
         if in_flight:  # what was taken is finished (its commit is what confirms it next time)

@@ -160,3 +160,20 @@ async def test_two_deliveries_of_one_update_at_once_apply_it_once(tmp_path: Any)
             assert await s.scalar(select(func.count()).select_from(ProcessedUpdate)) == 1
     finally:
         await engine.dispose()
+
+
+async def test_with_a_full_window_behind_a_slow_update_it_waits_for_that_one() -> None:
+    """Telegram answers with at most 100 updates from the offset: when they are
+    all in flight or handled, asking again cannot show anything new."""
+    tg, dp, stop = Telegram(), Dispatcher(held={1}), asyncio.Event()
+    for n in range(1, 151):
+        tg.add(n, user=n)
+    runner = asyncio.create_task(poll(dp, tg, timeout=1, stop=stop, settle=0.01))  # type: ignore[arg-type]
+    await until(lambda: len(dp.done) == 99)  # 2…100
+    await asyncio.sleep(0.3)
+    assert len(tg.offsets) <= 3  # not one fetch per 10 ms of the 300
+    dp.release[1].set()
+    await until(lambda: len(dp.done) == 150)
+    stop.set()
+    await asyncio.wait_for(runner, 5)
+    assert sorted(dp.fed) == list(range(1, 151))
