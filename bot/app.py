@@ -7,11 +7,13 @@ dependencies as the real process, with whatever Bot session the test wants.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
 import socket
 from datetime import timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiogram import Bot, Dispatcher
@@ -22,6 +24,7 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.methods import DeleteWebhook, GetUpdates, SetWebhook
+from aiogram.types import Update
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -42,7 +45,39 @@ from storage.db import create_engine, create_session_maker
 log = logging.getLogger("parta")
 
 
+class PeekUpdates(GetUpdates):
+    """getUpdates whose answer stays JSON objects: while updates are unconfirmed
+    Telegram sends them again with every answer, and only new ones are worth
+    parsing into Updates (`poll`)."""
+
+    __returning__ = list[dict[str, Any]]
+
+
+_RESPONSES: list[type] = []
+BATCH = 100  # the most updates one getUpdates answer holds (Telegram's default limit)
+
+
+def keep_response_types() -> None:
+    """aiogram parses every answer as `Response[<the method's result type>]`, a
+    parametrised pydantic generic, and pydantic caches those weakly: once the
+    garbage collector has taken one, the next call of that method builds its
+    schema again (a millisecond or more, on every update's answers, seen in the
+    profile of a burst of presses). Held here, once, for every method."""
+    if _RESPONSES:
+        return
+    import aiogram.methods
+    from aiogram.methods.base import Response, TelegramMethod
+
+    results = {repr(PeekUpdates.__returning__): PeekUpdates.__returning__}
+    for name in aiogram.methods.__all__:
+        method = getattr(aiogram.methods, name)
+        if isinstance(method, type) and issubclass(method, TelegramMethod) and method is not TelegramMethod:
+            results.setdefault(repr(method.__returning__), method.__returning__)
+    _RESPONSES.extend(Response[result] for result in results.values())  # type: ignore[misc]
+
+
 def create_bot(settings: Settings, session: AiohttpSession | None = None) -> Bot:
+    keep_response_types()
     if session is None:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     return Bot(
@@ -161,24 +196,62 @@ async def run(settings: Settings) -> None:
         await engine.dispose()
 
 
-async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30) -> None:
-    """Long polling that confirms to Telegram only what was handled.
+async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30, stop: asyncio.Event | None = None,
+               settle: float = 0.05) -> None:
+    """Long polling that confirms to Telegram only what was handled, and fetches
+    on while updates are being handled.
 
     aiogram's own polling moves the offset on as soon as updates are fetched,
-    so an update that was being handled when the process died is lost. Here a
-    batch is handled (concurrently; one person's updates stay in order) before
-    the next getUpdates confirms it; each update's id is recorded in its own
+    so an update that was being handled when the process died is lost. Here the
+    offset given to Telegram is the lowest update still in flight (or one past
+    the newest, when none is), so nothing is confirmed before it was handled.
+    Telegram then hands the unconfirmed updates back with every answer: those
+    already in flight, or handled while a lower one still runs, are skipped,
+    and only new ones start (concurrently; one person's updates stay in order
+    under the isolation lock); the ones sent again are not even parsed. While
+    updates are unconfirmed Telegram answers at once, so the next fetch waits
+    `settle` seconds (or for the stop): a new update waits at most that long,
+    never for a slow one before it — unless a hundred (Telegram's most for one
+    answer) are unconfirmed behind the lowest: then it waits for that one. Each update's id is recorded in its own
     transaction, so an update fetched again after a crash is applied once."""
-    stop = asyncio.Event()
+    own_stop = stop is None
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    if own_stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
     allowed = dp.resolve_used_update_types()
-    offset: int | None = None
+    in_flight: dict[int, asyncio.Task[object]] = {}
+    handled: set[int] = set()  # handled, not confirmed yet: an update below them is still in flight
+    newest: int | None = None  # one past the newest update seen
     backoff = 1.0
+
+    def finished(update_id: int, task: asyncio.Task[object]) -> None:
+        del in_flight[update_id]
+        handled.add(update_id)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("update %s failed outside its handler: %r", update_id, task.exception())
+
+    async def until_stop_or(task: asyncio.Task[object]) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+
+    async def until_stop(seconds: float | None) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
     try:
         while not stop.is_set():
-            fetch = asyncio.ensure_future(bot(GetUpdates(offset=offset, timeout=timeout, allowed_updates=allowed)))
+            offset = min(in_flight) if in_flight else newest
+            if not in_flight:
+                handled.clear()  # everything up to `newest` is confirmed by this fetch
+            fetch = asyncio.ensure_future(bot(PeekUpdates(offset=offset, timeout=0 if in_flight else timeout,
+                                                          allowed_updates=allowed)))
             stopping = asyncio.ensure_future(stop.wait())
             done, _ = await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if fetch not in done:
@@ -189,20 +262,33 @@ async def poll(dp: Dispatcher, bot: Bot, *, timeout: int = 30) -> None:
                 updates = fetch.result()
             except Exception as e:  # the network, Telegram: wait and ask again
                 log.warning("getUpdates failed: %s; again in %.0f s", e, backoff)
-                await asyncio.sleep(backoff)
+                await until_stop(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 1.0
-            if not updates:
-                continue
-            results = await asyncio.gather(*(dp.feed_update(bot, u) for u in updates), return_exceptions=True)
-            for update, result in zip(updates, results):
-                if isinstance(result, BaseException):
-                    log.error("update %s failed outside its handler: %r", update.update_id, result)
-            offset = updates[-1].update_id + 1
+            ids = [raw["update_id"] for raw in updates]
+            fresh = [Update.model_validate(raw, context={"bot": bot}) for raw, update_id in zip(updates, ids)
+                     if update_id not in in_flight and update_id not in handled]
+            for update in fresh:
+                task = asyncio.create_task(dp.feed_update(bot, update), name=f"update-{update.update_id}")
+                in_flight[update.update_id] = task
+                task.add_done_callback(functools.partial(finished, update.update_id))
+            if ids:
+                newest = max(newest or 0, ids[-1] + 1)
+            if offset is not None:
+                handled.difference_update([i for i in handled if i < offset])
+            if in_flight and not fresh and len(ids) >= BATCH:
+                # A full answer and nothing new in it: what follows cannot show
+                # before the lowest update in flight is done and confirmed.
+                await until_stop_or(in_flight[min(in_flight)])
+            elif in_flight:
+                await until_stop(settle)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        if in_flight:  # what was taken is finished (its commit is what confirms it next time)
+            await asyncio.gather(*in_flight.values(), return_exceptions=True)
+        if own_stop:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
 
 
 def webhook_app(settings: Settings, dp: Dispatcher, bot: Bot):  # type: ignore[no-untyped-def]

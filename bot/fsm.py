@@ -39,6 +39,8 @@ class AfterCommit:
         self.replies: list[Any] = []
         # Steps that need Telegram's answers (bot.replies.after_commit_do).
         self.continuations: list[Callable[[], Awaitable[None]]] = []
+        # Posts whose authors' cards are to show new figures (bot.replies.card_follows).
+        self.cards: set[int] = set()
 
     async def run(self) -> None:
         for hook in self.hooks:

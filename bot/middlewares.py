@@ -156,6 +156,9 @@ class UnitOfWork(BaseMiddleware):
         token = after_commit.set(commit)
         try:
             result = await self._in_transaction(handler, event, data)
+        except _AlreadyHandled as e:
+            log.info("update %s was handled meanwhile by another delivery; rolled back", e.args[0])
+            return None
         finally:
             # Committed or rolled back: from here on nothing is collected. After a
             # rollback the exception leaves with the collected answers unsent.
@@ -164,9 +167,16 @@ class UnitOfWork(BaseMiddleware):
         await commit.run()  # committed: what waited for it (dialog state in Redis)
         if self.outbox is not None:
             self.outbox.say(commit.replies)
+            if commit.cards:
+                self.outbox.cards_changed(commit.cards)
         else:  # tests without a sender: the same policy, in order, now
             for method in commit.replies:
                 await send_reply(bot, method)
+            if commit.cards:
+                from bot.posts import progress_hook
+
+                refresh = progress_hook(self.session_maker, data["i18n"], data["settings"].default_locale, lambda: None)
+                await refresh(commit.cards)
         for step in commit.continuations:
             await step()
         return result
@@ -176,11 +186,17 @@ class UnitOfWork(BaseMiddleware):
             async with session.begin():
                 repo = data["repo"] = Repo(session)
                 token = update_session.set(session)
+                once = self.once and isinstance(event, Update)
                 try:
-                    if self.once and isinstance(event, Update) and not await repo.first_time(event.update_id):
+                    if once and await repo.handled_before(event.update_id):
                         log.info("update %s was already handled; skipped", event.update_id)
                         return None
                     result = await handler(event, data)
+                    # Recorded last. On SQLite a transaction waits for its turn to write at
+                    # its first write (storage.db.OneWriter): recorded first, this row would
+                    # make every update wait for the writer before reading anything.
+                    if once and not await repo.record_handled(event.update_id):
+                        raise _AlreadyHandled(event.update_id)
                 finally:
                     update_session.reset(token)
         if repo.enqueued and self.outbox is not None:
@@ -188,6 +204,10 @@ class UnitOfWork(BaseMiddleware):
         if repo.planned and self.scheduler is not None:
             self.scheduler.wake()
         return result
+
+
+class _AlreadyHandled(Exception):
+    """Another delivery of the same update committed first: this one rolls back and says nothing."""
 
 
 class ActorMiddleware(BaseMiddleware):

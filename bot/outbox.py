@@ -178,6 +178,8 @@ MESSAGE_METHODS = frozenset({
     "editMessageText", "editMessageCaption", "editMessageReplyMarkup", "editMessageMedia",
 })
 REPLY_ATTEMPTS = 4
+# Not messages: outside the global limit and any chat's pace.
+UNLIMITED = frozenset({"answerCallbackQuery"})
 
 
 def _chat_key(method: TelegramMethod[Any]) -> int | str | None:
@@ -268,6 +270,13 @@ class LanePacer:
             self._task = asyncio.create_task(self._serve(), name="lane-pacer")
         self._kick.set()
         await future
+
+    async def unpaced(self) -> None:
+        """A call that takes no slot of the limit (a callback answer is not a
+        message): it only waits out a pause Telegram asked for."""
+        loop = asyncio.get_running_loop()
+        while (pause := self._paused_until - loop.time()) > 0:
+            await asyncio.sleep(pause)
 
     async def pause(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
@@ -388,6 +397,11 @@ class Outbox:
     def wake(self) -> None:
         self._wake.set()
 
+    def cards_changed(self, post_ids: set[int]) -> None:
+        """Committed updates changed these posts' figures (acknowledgements, votes):
+        their authors' cards follow with the next progress report."""
+        self._progress_pending |= post_ids
+
     async def start(self) -> None:
         self._stopping.clear()
         await self.recover()
@@ -493,6 +507,11 @@ class Outbox:
             chat = int(key)
 
         async def turn() -> None:
+            if method.__api_method__ in UNLIMITED:
+                # At once: the person is looking at a spinning button, and Telegram
+                # counts no message for it (nor would a slot after 30 others be in time).
+                await self.lanes.unpaced()
+                return
             if chat is not None:
                 pace = self._chats.get(chat)
                 last = max(pace.last if pace else -1e9, self._last_sent.get(chat, -1e9))

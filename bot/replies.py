@@ -112,6 +112,20 @@ def after_commit_do(step: Callable[[], Awaitable[None]]) -> None:
     commit.continuations.append(lambda: asyncio.create_task(run(), context=context))
 
 
+def card_follows(post_id: int) -> None:
+    """The author's card of this post is to show the new figures once the
+    current update has committed. The sender refreshes each card from what is
+    committed, at most once a second while it is busy (Outbox.cards_changed):
+    a burst of a thousand acknowledgements costs a few edits of the card, not a
+    thousand renders and edits inside the presses' transactions, each waiting
+    for the one before on the card's pending edit. A crash may lose a refresh
+    (never a figure): the next one, or the card's 🔄, shows it."""
+    commit = after_commit.get()
+    if commit is None:
+        raise RuntimeError("card_follows() outside an update")
+    commit.cards.add(post_id)
+
+
 @asynccontextmanager
 async def unit_of_work(session_maker: async_sessionmaker, bot: Bot) -> AsyncIterator[Repo]:
     """A continuation's own transaction, with the same rule: what it says is

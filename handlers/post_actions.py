@@ -35,6 +35,7 @@ from bot.posts import (
     refresh_card,
     withdraw_copies,
 )
+from bot.replies import card_follows
 from bot.settings import Settings
 from bot.timeline import plan_post, plan_scheduled_post
 from handlers import exports, weekly
@@ -106,18 +107,17 @@ async def acknowledge(query: CallbackQuery, callback_data: PostCb, actor: Actor,
     first = await repo.acknowledge(post.org_id, post.id, actor.person.id)
     await query.answer(_("Thank you! Acknowledged.") if first else _("You have already acknowledged it."))
     if first:
-        author = await _author_of(repo, post)
-        org = await repo.organisation(post.org_id)
-        if author is not None and org is not None:
-            await refresh_card(repo, post, org, author, settings.default_locale)
-    await _mark_own_copy(query, post, repo, actor)
+        card_follows(post.id)
+    await _mark_own_copy(query, post, repo, actor, acknowledged=True)
 
 
-async def _mark_own_copy(query: CallbackQuery, post: Post, repo: Repo, actor: Actor) -> None:
+async def _mark_own_copy(query: CallbackQuery, post: Post, repo: Repo, actor: Actor, *,
+                         acknowledged: bool | None = None) -> None:
     """The presser's own copy shows their choice (their own answer, edited directly)."""
     if not isinstance(query.message, Message):
         return
-    acknowledged = post.ask_ack and await repo.acknowledged(post.id, actor.person.id)
+    if acknowledged is None:
+        acknowledged = post.ask_ack and await repo.acknowledged(post.id, actor.person.id)
     chosen = await repo.votes_of(post.id, actor.person.id) if post.kind == PostKind.POLL else set()
     try:
         await query.message.edit_reply_markup(reply_markup=keyboard(post, chosen, acknowledged))
@@ -144,10 +144,7 @@ async def vote(query: CallbackQuery, callback_data: PostCb, actor: Actor, repo: 
         chosen = set() if chosen == {option} else {option}
     await repo.set_votes(post.org_id, post.id, actor.person.id, chosen)
     await query.answer(_("Your vote is saved.") if chosen else _("Your vote is withdrawn."))
-    author = await _author_of(repo, post)
-    org = await repo.organisation(post.org_id)
-    if author is not None and org is not None:
-        await refresh_card(repo, post, org, author, settings.default_locale)
+    card_follows(post.id)
     await _mark_own_copy(query, post, repo, actor)
 
 

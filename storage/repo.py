@@ -9,6 +9,8 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased, contains_eager, joinedload, selectinload
@@ -1026,20 +1028,21 @@ class Repo:
 
     # -- webhooks and workers ------------------------------------------------------------
 
-    async def first_time(self, update_id: int) -> bool:
-        """Marks an update as handled; False if it already was (the row commits with the update).
+    async def handled_before(self, update_id: int) -> bool:
+        return await self.session.get(ProcessedUpdate, update_id) is not None
 
-        A concurrent delivery of the same update waits on the primary key and
-        then finds it taken."""
-        if await self.session.get(ProcessedUpdate, update_id) is not None:
-            return False
-        self.session.add(ProcessedUpdate(update_id=update_id))
-        try:
-            async with self.session.begin_nested():
-                await self.session.flush()
-        except IntegrityError:
-            return False
-        return True
+    async def record_handled(self, update_id: int) -> bool:
+        """Marks an update as handled (the row commits with the update); False if
+        another delivery of it got there first. One statement: INSERT … ON
+        CONFLICT DO NOTHING (SQLite and PostgreSQL alike), no savepoint."""
+        await self.session.flush()  # what the update changed first: its own errors stay its own
+        table = ProcessedUpdate.__table__
+        insert_ = sqlite_insert if self.session.get_bind().dialect.name == "sqlite" else postgresql_insert
+        result = await self.session.execute(
+            insert_(table).values(update_id=update_id, processed_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[table.c.update_id])
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def take_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
         """Takes or renews a lease that is free, expired or already ours."""

@@ -805,6 +805,7 @@ class FakeTelegram:
         self.users: dict[int, FakeUser] = {}
         self.calls: list[ApiCall] = []
         self.answered_callbacks: list[CallbackAnswer] = []
+        self._answer_of: dict[str, CallbackAnswer] = {}  # query id -> its answer (looked up per waiter)
         self.updates: list[dict[str, Any]] = []  # every update ever enqueued
         self.enqueued_at: dict[int, float] = {}  # update id -> when it was created (monotonic)
         self.delivered_at: dict[int, float] = {}  # update id -> first returned by getUpdates
@@ -1499,13 +1500,15 @@ class FakeTelegram:
         if isinstance(text, str) and len(text) > MAX_CALLBACK_ANSWER:
             raise _bad("MESSAGE_TOO_LONG")
         query.answered = True
-        self.answered_callbacks.append(CallbackAnswer(
+        answer = CallbackAnswer(
             query_id=str(qid), user_id=query.user_id, message_id=query.message_id, data=query.data,
             text=text, show_alert=bool(p.get("show_alert")), url=p.get("url"),
             cache_time=p.get("cache_time"), asked_at=query.created,
             delivered_at=self.delivered_at.get(query.update_id) if query.update_id is not None else None,
             answered_at=time.monotonic(),
-        ))
+        )
+        self.answered_callbacks.append(answer)
+        self._answer_of[answer.query_id] = answer
         return True
 
     # ------------------------------------------------------------- commands & menu
@@ -1798,7 +1801,7 @@ class FakeTelegram:
         return []
 
     def callback_answer(self, query_id: str) -> CallbackAnswer | None:
-        return next((a for a in self.answered_callbacks if a.query_id == query_id), None)
+        return self._answer_of.get(query_id)
 
     def unanswered_queries(self, older_than: float = 0.0) -> list[tuple[str, int, str, float]]:
         """Presses not answered yet, pressed at least `older_than` seconds ago:

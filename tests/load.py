@@ -55,12 +55,46 @@ class BotExited(AssertionError):
 
 
 class WatchedTelegram(FakeTelegram):
-    """FakeTelegram that wakes `until()` waiters after every call it handled."""
+    """FakeTelegram that wakes `until()` waiters after every call it handled.
+
+    A press waits for its own answer instead (`answer_to`): a thousand presses
+    in flight would otherwise each look again after every call the bot makes,
+    and the fake — in the bench's process — would measure itself."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._tick: asyncio.Event | None = None
         self.proc: asyncio.subprocess.Process | None = None  # a dead bot ends every wait
+        self._answer_waiters: dict[str, asyncio.Future[None]] = {}
+
+    async def _m_answer_callback_query(self, p: dict[str, Any], files: dict[str, Any]) -> bool:
+        result = await super()._m_answer_callback_query(p, files)
+        waiter = self._answer_waiters.pop(str(p.get("callback_query_id")), None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        return result
+
+    async def answer_to(self, query_id: str, timeout: float, what: str) -> CallbackAnswer:
+        """The callback answer to one press, woken by that answer alone."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        waiter = self._answer_waiters.setdefault(query_id, loop.create_future())
+        try:
+            while (answer := self.callback_answer(query_id)) is None:
+                if self.internal_errors:
+                    raise AssertionError(f"the fake Telegram server crashed: {self.internal_errors[-1]!r}")
+                if self.proc is not None and self.proc.returncode is not None:
+                    raise BotExited(f"the bot exited with code {self.proc.returncode} while waiting for {what}")
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+                try:
+                    await asyncio.wait_for(asyncio.shield(waiter), min(remaining, 1.0))
+                except TimeoutError:
+                    pass
+            return answer
+        finally:
+            self._answer_waiters.pop(query_id, None)
 
     def _poke(self) -> None:
         if self._tick is not None:
@@ -298,8 +332,8 @@ class Someone:
     async def press_on(self, msg: StoredMessage, data: str, *, timeout: float | None = None) -> CallbackAnswer:
         qid = await self.tg.press_button(self.user_id, msg.message_id, data)
         try:
-            answer = await self.tg.until(lambda: self.tg.callback_answer(qid), timeout or self.timeout,
-                                         f"the answer to pressing {data!r} in chat {self.user_id}")
+            answer = await self.tg.answer_to(qid, timeout or self.timeout,
+                                             f"the answer to pressing {data!r} in chat {self.user_id}")
         except TimeoutError:
             self.unanswered.append(data)
             raise
