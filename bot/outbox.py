@@ -197,7 +197,8 @@ def _harmless(method: TelegramMethod[Any], e: TelegramBadRequest) -> bool:
 
 
 async def send_reply(bot: Bot, method: TelegramMethod[Any], *, pause: Callable[[float], Awaitable[None]] | None = None,
-                     before: Callable[[], Awaitable[None]] | None = None, strict: bool = False) -> Any:
+                     before: Callable[[], Awaitable[None]] | None = None,
+                     after: Callable[[], None] | None = None, strict: bool = False) -> Any:
     """One answer of an update to its own person, after the commit: a 429 waits
     its turn and tries again (never fails the update), server and network
     errors retry a few times, a harmless refusal is done; anything else is
@@ -207,7 +208,11 @@ async def send_reply(bot: Bot, method: TelegramMethod[Any], *, pause: Callable[[
         try:
             if before is not None:
                 await before()
-            return await bot(method)
+            try:
+                return await bot(method)
+            finally:
+                if after is not None:
+                    after()
         except TelegramRetryAfter as e:
             if pause is not None:
                 await pause(e.retry_after)
@@ -390,6 +395,7 @@ class Outbox:
         self._progress_pending: set[int] = set()  # recorded, the cards not refreshed yet
         self._progress_at = 0.0
         self._failing_in_row = 0  # server and network errors since the last call that got through
+        self._unanswered: dict[int, int] = {}  # chat → calls into it not answered yet
         # The fastest lane: what updates say to their own people, per chat, in order.
         self._now: dict[int | str | None, deque[tuple[TelegramMethod[Any], Any, Any, Any]]] = {}
         self._now_workers: dict[int | str | None, asyncio.Task[None]] = {}
@@ -453,10 +459,14 @@ class Outbox:
         return await future
 
     async def _chat_turn(self, chat: int) -> None:
-        """Right before a message goes into a chat, from either lane: at least
-        the per-chat interval (and a little jitter room) after the chat's last
-        one. The turn is taken with no await between looking and taking, so two
-        lanes never pick the same moment."""
+        """Right before a message goes into a chat, from either lane: no other
+        call into the chat is still unanswered, and at least the per-chat
+        interval (and a little room) has passed since Telegram answered the last
+        one (`_chat_answered`). Telegram counts a call when it arrives, somewhere
+        between our sending it and its answer: counted from the answer, the gap
+        holds however long a request took to get there (a busy machine, a slow
+        connection). The turn is taken with no await between looking and taking,
+        so two lanes never pick the same moment."""
         if self.per_chat_interval <= 0:
             return
         loop = asyncio.get_running_loop()
@@ -465,12 +475,28 @@ class Outbox:
             pace = self._chats.get(chat)
             last = max(pace.last if pace else -1e9, self._last_sent.get(chat, -1e9))
             wait = last + gap - loop.time()
+            if self._unanswered.get(chat):
+                wait = max(wait, 0.02)
             if wait <= 0:
                 self._last_sent[chat] = loop.time()
                 if pace is not None:
                     pace.last = loop.time()
+                self._unanswered[chat] = self._unanswered.get(chat, 0) + 1
                 return
             await asyncio.sleep(wait)
+
+    def _chat_answered(self, chat: int) -> None:
+        """Telegram answered (or the call failed): the chat's interval counts from now."""
+        left = self._unanswered.get(chat, 0) - 1
+        if left > 0:
+            self._unanswered[chat] = left
+        else:
+            self._unanswered.pop(chat, None)
+        now = asyncio.get_running_loop().time()
+        self._last_sent[chat] = max(self._last_sent.get(chat, -1e9), now)
+        pace = self._chats.get(chat)
+        if pace is not None:
+            pace.last = max(pace.last, now)
 
     def _now_put(self, method: TelegramMethod[Any], future: Any, make_request: Any, bot: Any) -> None:
         key = _chat_key(method)
@@ -506,6 +532,8 @@ class Outbox:
         if key is not None and (isinstance(key, int) or str(key).lstrip("-").isdigit()):
             chat = int(key)
 
+        turned: list[int] = []  # the chat whose turn this call has taken, until it is answered
+
         async def turn() -> None:
             if method.__api_method__ in UNLIMITED:
                 # At once: the person is looking at a spinning button, and Telegram
@@ -520,9 +548,21 @@ class Outbox:
                     await asyncio.sleep(wait)
             if key is not None and self.pacer is not None:
                 await self.pacer.chat_turn(key)
-            await self.lanes.acquire(Lane.NOW)
-            if chat is not None:
+            # The chat's turn first, the global slot last: a slot is used the moment
+            # it is given, never held while the chat's interval runs out (that would
+            # bunch calls within a rolling second).
+            if chat is not None and self.per_chat_interval > 0:
                 await self._chat_turn(chat)
+                turned.append(chat)
+            try:
+                await self.lanes.acquire(Lane.NOW)
+            except BaseException:
+                answered()
+                raise
+
+        def answered() -> None:
+            while turned:
+                self._chat_answered(turned.pop())
 
         async def slow_down(seconds: float) -> None:
             # A 429 on a person's own chat is that chat's limit: only that chat waits.
@@ -533,7 +573,7 @@ class Outbox:
 
         caller = _Direct(make_request, bot) if make_request is not None else self.bot
         try:
-            result = await send_reply(caller, method, pause=slow_down, before=turn,  # type: ignore[arg-type]
+            result = await send_reply(caller, method, pause=slow_down, before=turn, after=answered,  # type: ignore[arg-type]
                                       strict=future is not None)
         except Exception as e:
             if future is None:
@@ -685,7 +725,9 @@ class Outbox:
                 # The chat's last message time outlives its lock (pacing holds
                 # between batches too); old entries are dropped as they expire.
                 del self._chats[row.chat_id]
-                self._last_sent[row.chat_id] = pace.last
+                # Never back: a row that sent nothing (cancelled, superseded, its
+                # target not sent yet) has an old `last`, and lane 0 may have sent since.
+                self._last_sent[row.chat_id] = max(self._last_sent.get(row.chat_id, -1e9), pace.last)
                 self._forget_old_chats()
         if outcome["status"] == LOST:
             return  # another worker has it now; nothing of ours to record
@@ -754,21 +796,27 @@ class Outbox:
             try:
                 if self.pacer is not None and paced:
                     await self.pacer.chat_turn(row.chat_id)
-                await self.lanes.acquire(row.lane, retry=row.attempts > 1)
-                if paced:
+                # The chat's turn first, the global slot last (as for the answers in lane 0).
+                turned = paced and self.per_chat_interval > 0
+                if turned:
                     await self._chat_turn(row.chat_id)
-                if self.shared and not await self._still_ours(row):
-                    return {"status": LOST}
                 try:
-                    result = await self.bot(method)
-                except TelegramBadRequest as e:
-                    if row.fallback_method is None or _bad_request(e)["status"] != DeliveryStatus.FAILED:
-                        raise
-                    # Refused for good (e.g. too old to delete): the fallback instead.
-                    fallback = await self._prepare(row, row.fallback_method, row.fallback_payload or "{}")
-                    if fallback is None:
-                        raise
-                    result = await self.bot(fallback)
+                    await self.lanes.acquire(row.lane, retry=row.attempts > 1)
+                    if self.shared and not await self._still_ours(row):
+                        return {"status": LOST}
+                    try:
+                        result = await self.bot(method)
+                    except TelegramBadRequest as e:
+                        if row.fallback_method is None or _bad_request(e)["status"] != DeliveryStatus.FAILED:
+                            raise
+                        # Refused for good (e.g. too old to delete): the fallback instead.
+                        fallback = await self._prepare(row, row.fallback_method, row.fallback_payload or "{}")
+                        if fallback is None:
+                            raise
+                        result = await self.bot(fallback)
+                finally:
+                    if turned:
+                        self._chat_answered(row.chat_id)
             finally:
                 self._slots.release()
             self._failing_in_row = 0

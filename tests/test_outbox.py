@@ -198,3 +198,68 @@ async def test_an_update_that_fails_leaves_nothing_behind_and_the_user_is_answer
     assert "something went wrong" in texts(calls)[0]
     async with app.session_maker() as s:
         assert (await s.scalars(select(Group.title).where(Group.title == "Радуга"))).all() == []
+
+
+async def test_a_chats_next_message_starts_a_whole_interval_after_telegram_answered_the_last(
+    app: Harness, session_maker  # type: ignore[no-untyped-def]
+) -> None:
+    """Telegram counts a call when it arrives, which may be late after we sent it
+    (a busy machine, a slow connection): the interval counts from the answer, so
+    a slow first call cannot bring the second within a second of it."""
+    from bot.outbox import Outbox
+
+    loop = asyncio.get_running_loop()
+    inner = app.session.make_request
+    spans: list[tuple[str, float, float]] = []
+
+    async def slow(bot, method, timeout=None):  # type: ignore[no-untyped-def]
+        start = loop.time()
+        if getattr(method, "text", "") == "first":
+            await asyncio.sleep(0.5)  # it took a while to get there
+        result = await inner(bot, method, timeout)
+        spans.append((method.text, start, loop.time()))  # type: ignore[attr-defined]
+        return result
+
+    app.session.make_request = slow  # type: ignore[method-assign]
+    outbox = Outbox(session_maker, app.bot, rate=0, per_chat_interval=0.3)
+    await add(app, 77, "first")
+    await add(app, 77, "second")
+    await outbox.flush()
+    (_, _, first_answered), (_, second_started, _) = sorted(spans, key=lambda s: s[1])
+    assert [s[0] for s in sorted(spans, key=lambda s: s[1])] == ["first", "second"]
+    assert second_started - first_answered >= 0.3
+
+
+async def test_a_row_that_sends_nothing_does_not_reset_its_chats_pace(app: Harness, session_maker) -> None:  # type: ignore[no-untyped-def]
+    """An edit whose message was never sent is cancelled without a call; it must
+    not make the chat look as if nothing had gone into it lately (an answer just
+    sent in lane 0): the next message still keeps the interval."""
+    from bot.outbox import Outbox
+
+    loop = asyncio.get_running_loop()
+    inner = app.session.make_request
+    spans: list[tuple[str, float, float]] = []
+
+    async def timed(bot, method, timeout=None):  # type: ignore[no-untyped-def]
+        start = loop.time()
+        result = await inner(bot, method, timeout)
+        spans.append((method.text, start, loop.time()))  # type: ignore[attr-defined]
+        return result
+
+    app.session.make_request = timed  # type: ignore[method-assign]
+    outbox = Outbox(session_maker, app.bot, rate=0, per_chat_interval=0.5)
+    outbox.say([SendMessage(chat_id=77, text="the answer")])
+    while not spans:
+        await asyncio.sleep(0.01)
+    gone = await add(app, 77, "never sent")
+    async with app.session_maker.begin() as s:
+        target = await s.get(Delivery, gone)
+        target.status = "cancelled"  # type: ignore[union-attr]
+        enqueue(Repo(s), 77, EditMessageText(chat_id=77, message_id=0, text="an edit of it"), org_id=None,
+                edit_of=target)
+    await outbox.flush()  # the edit is cancelled: no call
+    assert [s[0] for s in spans] == ["the answer"]
+    await add(app, 77, "next")
+    await outbox.flush()
+    (_, _, answered), (text, started, _) = spans
+    assert text == "next" and started - answered >= 0.5
