@@ -534,6 +534,10 @@ class Outbox:
 
         turned: list[int] = []  # the chat whose turn this call has taken, until it is answered
 
+        def answered() -> None:
+            while turned:
+                self._chat_answered(turned.pop())
+
         async def turn() -> None:
             if method.__api_method__ in UNLIMITED:
                 # At once: the person is looking at a spinning button, and Telegram
@@ -559,10 +563,6 @@ class Outbox:
             except BaseException:
                 answered()
                 raise
-
-        def answered() -> None:
-            while turned:
-                self._chat_answered(turned.pop())
 
         async def slow_down(seconds: float) -> None:
             # A 429 on a person's own chat is that chat's limit: only that chat waits.
