@@ -244,11 +244,13 @@ class BotProcess:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
-    def cpu_seconds(self) -> float:
-        """User + system CPU of the bot process so far (Linux /proc)."""
+    def cpu_seconds(self, *, main_thread: bool = False) -> float:
+        """User + system CPU of the bot process so far (Linux /proc); of its
+        main thread alone (the event loop, where Python runs) with `main_thread`."""
         assert self.proc is not None
+        where = f"/proc/{self.proc.pid}/task/{self.proc.pid}/stat" if main_thread else f"/proc/{self.proc.pid}/stat"
         try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(where).read_text().rsplit(")", 1)[1].split()
         except OSError:
             return float("nan")
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
