@@ -77,21 +77,20 @@ def create_router() -> Router:
 # -- recipients ------------------------------------------------------------------------
 
 
-async def _recipient_post(query: CallbackQuery, post_id: int, actor: Actor, repo: Repo) -> Post | None:
-    """The post, if this person is one of its recipients; otherwise says why not."""
+async def _recipient_post(query: CallbackQuery, post_id: int, actor: Actor, repo: Repo) -> tuple[Post | None, bool]:
+    """The post, if this person is one of its recipients, and whether they have
+    acknowledged it; otherwise says why not (and gives None)."""
     if post_id == 0:
         await query.answer(_("This is a preview: recipients will be able to press it."), show_alert=True)
-        return None
-    post = await repo.post(post_id)
-    if post is None or not await repo.is_addressee(post_id, actor.person.id) or not rights.may_respond(
-        actor.person, post
-    ):
+        return None, False
+    post, addressee, acknowledged = await repo.post_to(post_id, actor.person.id)
+    if post is None or not addressee or not rights.may_respond(actor.person, post):
         await query.answer(rights.REFUSED + _("This button is not for you."), show_alert=True)
-        return None
+        return None, False
     if post.state == PostState.WITHDRAWN:
         await query.answer(_("This message was withdrawn by its author."), show_alert=True)
-        return None
-    return post
+        return None, False
+    return post, acknowledged
 
 
 async def _author_of(repo: Repo, post: Post):  # type: ignore[no-untyped-def]
@@ -99,25 +98,22 @@ async def _author_of(repo: Repo, post: Post):  # type: ignore[no-untyped-def]
 
 
 async def acknowledge(query: CallbackQuery, callback_data: PostCb, actor: Actor, repo: Repo, settings: Settings) -> None:
-    post = await _recipient_post(query, callback_data.post_id, actor, repo)
+    post, acknowledged = await _recipient_post(query, callback_data.post_id, actor, repo)
     if post is None or not post.ask_ack:
         if post is not None:
             await query.answer(_("This post does not ask for acknowledgement."), show_alert=True)
         return
-    first = await repo.acknowledge(post.org_id, post.id, actor.person.id)
+    first = not acknowledged and await repo.acknowledge(post.org_id, post.id, actor.person.id)
     await query.answer(_("Thank you! Acknowledged.") if first else _("You have already acknowledged it."))
     if first:
         card_follows(post.id)
     await _mark_own_copy(query, post, repo, actor, acknowledged=True)
 
 
-async def _mark_own_copy(query: CallbackQuery, post: Post, repo: Repo, actor: Actor, *,
-                         acknowledged: bool | None = None) -> None:
+async def _mark_own_copy(query: CallbackQuery, post: Post, repo: Repo, actor: Actor, *, acknowledged: bool) -> None:
     """The presser's own copy shows their choice (their own answer, edited directly)."""
     if not isinstance(query.message, Message):
         return
-    if acknowledged is None:
-        acknowledged = post.ask_ack and await repo.acknowledged(post.id, actor.person.id)
     chosen = await repo.votes_of(post.id, actor.person.id) if post.kind == PostKind.POLL else set()
     try:
         await query.message.edit_reply_markup(reply_markup=keyboard(post, chosen, acknowledged))
@@ -127,7 +123,7 @@ async def _mark_own_copy(query: CallbackQuery, post: Post, repo: Repo, actor: Ac
 
 
 async def vote(query: CallbackQuery, callback_data: PostCb, actor: Actor, repo: Repo, settings: Settings) -> None:
-    post = await _recipient_post(query, callback_data.post_id, actor, repo)
+    post, acknowledged = await _recipient_post(query, callback_data.post_id, actor, repo)
     if post is None:
         return
     if post.kind != PostKind.POLL or callback_data.option_id not in {o.id for o in post.options}:
@@ -145,7 +141,7 @@ async def vote(query: CallbackQuery, callback_data: PostCb, actor: Actor, repo: 
     await repo.set_votes(post.org_id, post.id, actor.person.id, chosen)
     await query.answer(_("Your vote is saved.") if chosen else _("Your vote is withdrawn."))
     card_follows(post.id)
-    await _mark_own_copy(query, post, repo, actor)
+    await _mark_own_copy(query, post, repo, actor, acknowledged=acknowledged)
 
 
 # -- the author -----------------------------------------------------------------------------

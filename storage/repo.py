@@ -803,6 +803,30 @@ class Repo:
             .execution_options(populate_existing=True)
         )
 
+    async def post_to(self, post_id: int, person_id: int) -> tuple[Post | None, bool, bool]:
+        """A press on a copy, in one SELECT: the post with its groups and options,
+        whether this person was one of its recipients (a copy was made for them,
+        or — its copies folded into counts — they were in its audience when it
+        was sent), and whether they have acknowledged it."""
+        has_copy = select(Delivery.id).where(Delivery.post_id == Post.id, Delivery.person_id == person_id).exists()
+        acked = select(Acknowledgement.id).where(
+            Acknowledgement.post_id == Post.id, Acknowledgement.person_id == person_id
+        ).exists()
+        row = (
+            await self.session.execute(
+                select(Post, has_copy, acked)
+                .options(joinedload(Post.groups), joinedload(Post.options))
+                .where(Post.id == post_id)
+                .execution_options(populate_existing=True)
+            )
+        ).unique().first()
+        if row is None:
+            return None, False, False
+        post, addressee, acknowledged = row
+        if not addressee and post.copies_folded_at is not None:
+            addressee = await self._was_in_audience(post, person_id)
+        return post, bool(addressee), bool(acknowledged)
+
     async def posts(self, post_ids: Iterable[int]) -> dict[int, Post]:
         ids = list(set(post_ids))
         if not ids:
@@ -923,21 +947,26 @@ class Repo:
             )
         ) is not None:
             return True
-        # An old post's copies are folded into counts: whoever was in its
-        # audience when it was sent is one of its recipients.
         post = await self.session.get(Post, post_id)
-        if post is None or post.copies_folded_at is None:
-            return False
-        group_ids = await self.session.scalars(select(PostGroup.group_id).where(PostGroup.post_id == post_id))
+        return post is not None and post.copies_folded_at is not None and await self._was_in_audience(post, person_id)
+
+    async def _was_in_audience(self, post: Post, person_id: int) -> bool:
+        """An old post's copies are folded into counts: whoever was in its
+        audience when it was sent is one of its recipients."""
+        group_ids = await self.session.scalars(select(PostGroup.group_id).where(PostGroup.post_id == post.id))
         return bool(await self.post_recipients(post, list(group_ids), person_id=person_id))
 
     async def acknowledge(self, org_id: int, post_id: int, person_id: int) -> bool:
-        """True if this is the person's first acknowledgement of the post."""
-        if await self.acknowledged(post_id, person_id):
-            return False
-        self.session.add(Acknowledgement(org_id=org_id, post_id=post_id, person_id=person_id))
-        await self.session.flush()
-        return True
+        """True if this is the person's first acknowledgement of the post. One
+        statement: INSERT … ON CONFLICT DO NOTHING (a second press, or two at
+        once, find the row there and add none)."""
+        table = Acknowledgement.__table__
+        insert_ = sqlite_insert if self.session.get_bind().dialect.name == "sqlite" else postgresql_insert
+        result = await self.session.execute(
+            insert_(table).values(org_id=org_id, post_id=post_id, person_id=person_id, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=[table.c.post_id, table.c.person_id])
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
 
     async def acknowledged(self, post_id: int, person_id: int) -> bool:
         return (
