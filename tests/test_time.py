@@ -149,7 +149,12 @@ async def test_quiet_hours_hold_ordinary_posts_and_release_them_in_the_morning(a
 
 async def test_urgent_posts_ignore_quiet_hours(app: Harness) -> None:
     a, _b = await school(app)
-    await set_quiet_hours(app, "00:00", "23:59")  # quiet almost all day, whenever the test runs
+    # Quiet hours around now, whenever the test runs (across midnight too): from an hour ago to an hour ahead.
+    # A fixed 00:00-23:59 left a minute a day (23:59 Moscow) in which nothing was held and the test proved nothing.
+    now = datetime.now(MSK)
+    start, end = f"{now - timedelta(hours=1):%H:%M}", f"{now + timedelta(hours=1):%H:%M}"
+    assert quiet_until(Organisation(timezone="Europe/Moscow", quiet_start=start, quiet_end=end), utcnow())
+    await set_quiet_hours(app, start, end)
     await app.send(TEACHER, "/post")
     await app.press(TEACHER, "cmp:kind:announcement")
     await app.press(TEACHER, f"cmp:group:{a}")
