@@ -12,6 +12,7 @@ from aiogram import BaseMiddleware
 from aiogram.fsm.middleware import FSMContextMiddleware
 from aiogram.types import TelegramObject, Update, User
 from aiogram.utils.i18n import I18n, I18nMiddleware
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.actor import Actor
@@ -193,7 +194,7 @@ class UnitOfWork(BaseMiddleware):
                         return None
                     result = await handler(event, data)
                     # Recorded last. On SQLite a transaction waits for its turn to write at
-                    # its first write (storage.db.OneWriter): recorded first, this row would
+                    # its first write (storage.sqlite.OneWriter): recorded first, this row would
                     # make every update wait for the writer before reading anything.
                     if once and not await repo.record_handled(event.update_id):
                         raise _AlreadyHandled(event.update_id)
@@ -234,15 +235,18 @@ class ActorMiddleware(BaseMiddleware):
             await repo.reclaim_blocks(person.id, person_key(user.id, self.secret))
         elif person.telegram_name != user.full_name[:256]:
             person.telegram_name = user.full_name[:256]
-        # "Active over 7 / 30 days" needs a day's resolution: one write a day, not one an update.
-        today = utcnow().date()
-        if person.last_seen_at is None or person.last_seen_at.date() != today:
-            person.last_seen_at = utcnow()
         fallback = await Actor.fallback_org(repo, person, self.admin_ids)
         data["actor"] = Actor.build(
             person, fallback, self.admin_ids, person.locale or self.default_locale
         )
-        return await handler(event, data)
+        result = await handler(event, data)
+        # "Active over 7 / 30 days" needs a day's resolution: one write a day, not one an
+        # update — made after the handler, so the day's first update does not write
+        # before it reads (on SQLite that would take the writer's turn for all of it).
+        today = utcnow().date()
+        if (person.last_seen_at is None or person.last_seen_at.date() != today) and sa_inspect(person).persistent:
+            person.last_seen_at = utcnow()
+        return result
 
 
 class LocaleMiddleware(I18nMiddleware):

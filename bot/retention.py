@@ -8,14 +8,16 @@ deleted, and each organisation's audit log is cut to the months it chose
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from storage import retention
 from storage.models import utcnow
+from storage.sqlite import OFF_LOOP
 
 log = logging.getLogger("parta.retention")
 
@@ -55,20 +57,28 @@ class Retention:
         self.keep_copies = keep_copies
         self.clock = clock
 
+    @asynccontextmanager
+    async def _batch(self) -> AsyncIterator[AsyncSession]:
+        """One batch, one transaction; on SQLite off the event loop (it writes
+        thousands of rows: storage.sqlite.OFF_LOOP)."""
+        async with self.session_maker.begin() as session:
+            await session.connection(execution_options={OFF_LOOP: True})
+            yield session
+
     async def run(self) -> Outcome:
         now = self.clock()
         cutoff = now - self.keep_copies
         out = Outcome()
         # Settled copies of the last days counted once, for /stats (they stay until folded).
         while True:
-            async with self.session_maker.begin() as session:
+            async with self._batch() as session:
                 posts = await retention.countable_posts(session, now - COUNT_AFTER, POSTS_PER_BATCH)
                 await retention.count_posts(session, posts, now)
             out.posts_counted += len(posts)
             if len(posts) < POSTS_PER_BATCH:
                 break
         while True:
-            async with self.session_maker.begin() as session:
+            async with self._batch() as session:
                 posts = await retention.foldable_posts(session, cutoff, POSTS_PER_BATCH)
                 out.rows_deleted += await retention.fold_posts(session, posts, now)
             out.posts_folded += len(posts)
@@ -76,7 +86,7 @@ class Retention:
                 break
         # Rows pointing at others go first; what they pointed at goes in the next round.
         while True:
-            async with self.session_maker.begin() as session:
+            async with self._batch() as session:
                 n = await retention.prune_settled(session, cutoff, ROWS_PER_BATCH)
             out.rows_deleted += n
             if n == 0:
@@ -86,7 +96,7 @@ class Retention:
         for org_id, months in orgs:
             before = months_before(now, months)
             while True:
-                async with self.session_maker.begin() as session:
+                async with self._batch() as session:
                     n = await retention.prune_audit(session, org_id, before, ROWS_PER_BATCH)
                 out.audit_deleted += n
                 out.per_org[org_id] = out.per_org.get(org_id, 0) + n

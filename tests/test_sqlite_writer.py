@@ -1,4 +1,4 @@
-"""SQLite's one writer, handed out by the process (storage.db.OneWriter):
+"""SQLite's one writer, handed out by the process (storage.sqlite.OneWriter):
 transactions that write at once take turns in order instead of meeting
 "database is locked" and SQLite's sleeping busy handler; reads never wait."""
 
@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 
-from storage.db import OneWriter, create_engine, create_session_maker
+from storage.db import create_engine, create_session_maker
+from storage.sqlite import OneWriter
 
 
 async def _engine(tmp_path: Path):  # type: ignore[no-untyped-def]
