@@ -128,6 +128,12 @@ class DialogState(BaseMiddleware):
         return await handler(event, data)
 
 
+# Updates in their transactions at once (each person's own wait before, under the
+# isolation lock, so nobody's backlog takes the slots). Beyond it they wait here,
+# costing nothing, instead of crowding the database's threads and the event loop.
+TRANSACTIONS_AT_ONCE = 8
+
+
 class UnitOfWork(BaseMiddleware):
     """One transaction per update: it commits or rolls back as a whole.
 
@@ -149,6 +155,7 @@ class UnitOfWork(BaseMiddleware):
         # Webhooks: Telegram delivers an update again when it got no answer; the
         # update's id, written in the same transaction, makes the second one a no-op.
         self.once = once
+        self.slots = asyncio.Semaphore(TRANSACTIONS_AT_ONCE)
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         bot = data["bot"]
@@ -156,7 +163,8 @@ class UnitOfWork(BaseMiddleware):
         commit = AfterCommit()
         token = after_commit.set(commit)
         try:
-            result = await self._in_transaction(handler, event, data)
+            async with self.slots:
+                result = await self._in_transaction(handler, event, data)
         except _AlreadyHandled as e:
             log.info("update %s was handled meanwhile by another delivery; rolled back", e.args[0])
             return None

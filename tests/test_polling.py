@@ -177,3 +177,39 @@ async def test_with_a_full_window_behind_a_slow_update_it_waits_for_that_one() -
     stop.set()
     await asyncio.wait_for(runner, 5)
     assert sorted(dp.fed) == list(range(1, 151))
+
+
+async def test_no_more_than_so_many_updates_are_in_their_transactions_at_once(tmp_path: Any) -> None:
+    """Past TRANSACTIONS_AT_ONCE, an update waits for a slot before its
+    transaction begins (a burst does not crowd the database's threads and the
+    loop); each slot is given back when its transaction ends, also by a failure."""
+    from bot.middlewares import TRANSACTIONS_AT_ONCE, UnitOfWork
+    from storage.db import create_engine, create_session_maker
+    from tests.harness import make_bot
+
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/slots.sqlite3")
+    unit = UnitOfWork(create_session_maker(engine), None)
+    bot = make_bot()
+    inside: list[int] = []
+    release = asyncio.Event()
+
+    async def handler(event: Any, data: dict[str, Any]) -> None:
+        inside.append(event.update_id)
+        await release.wait()
+        if event.update_id == 0:
+            raise RuntimeError("a failing update")
+
+    n = TRANSACTIONS_AT_ONCE + 3
+    tasks = [asyncio.create_task(unit(handler, Update.model_validate(raw_update(i, user=100 + i)), {"bot": bot}))
+             for i in range(n)]
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+        assert len(inside) == TRANSACTIONS_AT_ONCE
+        release.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert sorted(inside) == list(range(n))
+        assert [type(r) for r in results].count(RuntimeError) == 1
+        assert unit.slots._value == TRANSACTIONS_AT_ONCE  # every slot given back
+    finally:
+        await engine.dispose()
