@@ -30,6 +30,7 @@ Here (SQLAlchemy's `async_creator_fn` gives it our connection):
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections import deque
 from functools import partial
@@ -40,6 +41,8 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_
+
+log = logging.getLogger("parta.sqlite")
 
 # An execution option (Session.connection(execution_options=…)): this transaction
 # writes a great deal at once (retention's batches) and stays in the thread.
@@ -274,11 +277,14 @@ class Checkpoints:
         self.running = loop.create_task(asyncio.to_thread(self.checkpoint))
 
     def checkpoint(self) -> None:
-        connection = sqlite3.connect(self.database, timeout=WRITER_TIMEOUT)
         try:
-            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        finally:
-            connection.close()
+            connection = sqlite3.connect(self.database, timeout=WRITER_TIMEOUT)
+            try:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                connection.close()
+        except sqlite3.Error as e:  # the next one tries again; the log only grows meanwhile
+            log.warning("checkpoint of %s failed: %s", self.database, e)
 
 
 def pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
