@@ -128,9 +128,10 @@ class DialogState(BaseMiddleware):
         return await handler(event, data)
 
 
-# Updates in their transactions at once (each person's own wait before, under the
-# isolation lock, so nobody's backlog takes the slots). Beyond it they wait here,
+# How many updates may be in their transactions at once. Beyond it they wait here,
 # costing nothing, instead of crowding the database's threads and the event loop.
+# A person's own updates wait for each other first, under the isolation lock, so
+# one person's backlog never holds the slots.
 TRANSACTIONS_AT_ONCE = 8
 
 
