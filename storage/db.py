@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.pool import StaticPool
 
 from storage import sqlite
-from storage.sqlite import WRITER_TIMEOUT, OneWriter
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
@@ -27,13 +26,13 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             # would see an empty database of its own.
             poolclass=StaticPool if in_memory else None,
             # A file database: our driver connection (storage.sqlite), one round trip a statement.
-            connect_args={"timeout": WRITER_TIMEOUT} if in_memory else {
-                "timeout": WRITER_TIMEOUT, "async_creator_fn": sqlite.connect,
+            connect_args={"timeout": sqlite.WRITER_TIMEOUT} if in_memory else {
+                "timeout": sqlite.WRITER_TIMEOUT, "async_creator_fn": sqlite.connect,
             },
         )
         event.listen(engine.sync_engine, "connect", sqlite.pragmas)
         if not in_memory:
-            OneWriter(WRITER_TIMEOUT).install(engine)
+            sqlite.OneWriter(sqlite.WRITER_TIMEOUT).install(engine)
         return engine
     return create_async_engine(url, echo=echo, pool_pre_ping=True)
 

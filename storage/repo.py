@@ -19,6 +19,7 @@ from storage.models import (
     STAFF_ROLES,
     Absence,
     Acknowledgement,
+    Base,
     AuditEntry,
     Block,
     Delivery,
@@ -960,11 +961,16 @@ class Repo:
         """True if this is the person's first acknowledgement of the post. One
         statement: INSERT … ON CONFLICT DO NOTHING (a second press, or two at
         once, find the row there and add none)."""
-        table = Acknowledgement.__table__
+        return await self._insert_new(Acknowledgement, ("post_id", "person_id"), org_id=org_id, post_id=post_id,
+                                      person_id=person_id, created_at=utcnow())
+
+    async def _insert_new(self, model: type[Base], unique: tuple[str, ...], **values: Any) -> bool:
+        """INSERT … ON CONFLICT (unique) DO NOTHING, SQLite and PostgreSQL alike:
+        True if the row is new."""
+        table = model.__table__
         insert_ = sqlite_insert if self.session.get_bind().dialect.name == "sqlite" else postgresql_insert
         result = await self.session.execute(
-            insert_(table).values(org_id=org_id, post_id=post_id, person_id=person_id, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=[table.c.post_id, table.c.person_id])
+            insert_(table).values(**values).on_conflict_do_nothing(index_elements=[table.c[c] for c in unique])
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -1065,13 +1071,7 @@ class Repo:
         another delivery of it got there first. One statement: INSERT … ON
         CONFLICT DO NOTHING (SQLite and PostgreSQL alike), no savepoint."""
         await self.session.flush()  # what the update changed first: its own errors stay its own
-        table = ProcessedUpdate.__table__
-        insert_ = sqlite_insert if self.session.get_bind().dialect.name == "sqlite" else postgresql_insert
-        result = await self.session.execute(
-            insert_(table).values(update_id=update_id, processed_at=utcnow())
-            .on_conflict_do_nothing(index_elements=[table.c.update_id])
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return await self._insert_new(ProcessedUpdate, ("update_id",), update_id=update_id, processed_at=utcnow())
 
     async def take_lease(self, name: str, holder: str, until: datetime, now: datetime) -> bool:
         """Takes or renews a lease that is free, expired or already ours."""
